@@ -1,0 +1,169 @@
+/* threadpool.c - the compute pool: a fork-join parallel-for used by the
+ * kernels. No OpenMP (libgomp hangs after fork).
+ *
+ * A job is published by bumping `gen`; workers spin on it for a while
+ * (decode issues hundreds of small matmuls per token, and a futex wakeup
+ * each would cost more than the work), then fall back to a condvar. The
+ * caller's thread runs share 0 and then waits for `n_done`.
+ *
+ * Thread: tp_run is called by one owner thread at a time (the engine).
+ */
+#include "base.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+enum { SPIN_ITERS = 200000 };
+
+struct tp_pool {
+    int n_threads;            /* including the caller */
+    pthread_t *threads;       /* owned; n_threads - 1 workers */
+    tp_fn fn;                 /* current job; written before gen bump */
+    void *ctx;
+    atomic_uint gen;          /* job generation; guards fn/ctx publication */
+    atomic_int n_done;        /* workers finished with the current gen */
+    atomic_bool stop;
+    atomic_int n_sleeping;    /* workers waiting on cv */
+    pthread_mutex_t mu;       /* guards cv sleep/wake */
+    pthread_cond_t cv;
+};
+
+typedef struct worker_arg {
+    tp_pool *tp;
+    int ith;
+} worker_arg;
+
+static unsigned wait_for_gen(tp_pool *tp, unsigned seen)
+{
+    for (int i = 0; i < SPIN_ITERS; i++) {
+        unsigned g = atomic_load_explicit(&tp->gen, memory_order_acquire);
+        if (g != seen || atomic_load(&tp->stop)) return g;
+        if ((i & 1023) == 1023) sched_yield();
+        else cpu_relax();
+    }
+    pthread_mutex_lock(&tp->mu);
+    atomic_fetch_add(&tp->n_sleeping, 1);
+    unsigned g;
+    while ((g = atomic_load_explicit(&tp->gen, memory_order_acquire)) == seen &&
+           !atomic_load(&tp->stop))
+        pthread_cond_wait(&tp->cv, &tp->mu);
+    atomic_fetch_sub(&tp->n_sleeping, 1);
+    pthread_mutex_unlock(&tp->mu);
+    return g;
+}
+
+static void *worker_main(void *p)
+{
+    worker_arg *wa = p;
+    tp_pool *tp = wa->tp;
+    int ith = wa->ith;
+    free(wa);
+    unsigned seen = 0;
+    for (;;) {
+        seen = wait_for_gen(tp, seen);
+        if (atomic_load(&tp->stop)) break;
+        tp->fn(tp->ctx, ith, tp->n_threads);
+        atomic_fetch_add_explicit(&tp->n_done, 1, memory_order_release);
+    }
+    return NULL;
+}
+
+sem_status tp_create(int n_threads, tp_pool **out, sem_err *err)
+{
+    if (n_threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        n_threads = n > 0 ? (int)n : 1;
+    }
+    if (n_threads > 256) return sem_errf(err, SEM_EINVAL, "thread pool: %d threads is too many", n_threads);
+    tp_pool *tp = calloc(1, sizeof *tp);
+    if (!tp) return sem_errf(err, SEM_ENOMEM, "thread pool: out of memory");
+    tp->n_threads = n_threads;
+    pthread_mutex_init(&tp->mu, NULL);
+    pthread_cond_init(&tp->cv, NULL);
+    tp->threads = calloc((size_t)n_threads, sizeof *tp->threads);
+    if (!tp->threads) {
+        tp_destroy(tp);
+        return sem_errf(err, SEM_ENOMEM, "thread pool: out of memory");
+    }
+    for (int i = 1; i < n_threads; i++) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (!wa) goto fail;
+        wa->tp = tp;
+        wa->ith = i;
+        if (pthread_create(&tp->threads[i - 1], NULL, worker_main, wa) != 0) {
+            free(wa);
+            goto fail;
+        }
+    }
+    *out = tp;
+    return SEM_OK;
+fail:
+    tp_destroy(tp);
+    return sem_errf(err, SEM_ENOMEM, "thread pool: cannot start %d threads", n_threads);
+}
+
+void tp_destroy(tp_pool *tp)
+{
+    if (!tp) return;
+    pthread_mutex_lock(&tp->mu);
+    atomic_store(&tp->stop, true);
+    pthread_cond_broadcast(&tp->cv);
+    pthread_mutex_unlock(&tp->mu);
+    if (tp->threads) {
+        for (int i = 0; i < tp->n_threads - 1; i++)
+            if (tp->threads[i]) pthread_join(tp->threads[i], NULL);
+    }
+    free(tp->threads);
+    pthread_cond_destroy(&tp->cv);
+    pthread_mutex_destroy(&tp->mu);
+    free(tp);
+}
+
+int tp_n_threads(const tp_pool *tp) { return tp ? tp->n_threads : 1; }
+
+void tp_run(tp_pool *tp, tp_fn fn, void *ctx)
+{
+    if (!tp || tp->n_threads == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    tp->fn = fn;
+    tp->ctx = ctx;
+    atomic_store_explicit(&tp->n_done, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&tp->gen, 1, memory_order_release);
+    if (atomic_load(&tp->n_sleeping) > 0) {
+        pthread_mutex_lock(&tp->mu);
+        pthread_cond_broadcast(&tp->cv);
+        pthread_mutex_unlock(&tp->mu);
+    }
+    fn(ctx, 0, tp->n_threads);
+    /* Yield now and then: when cores are oversubscribed (tests under
+     * ctest -j, a noisy host), the worker we wait for may need our core. */
+    for (unsigned spins = 0;
+         atomic_load_explicit(&tp->n_done, memory_order_acquire) < tp->n_threads - 1; spins++) {
+        if ((spins & 1023) == 1023) sched_yield();
+        else cpu_relax();
+    }
+}
+
+void tp_split(size_t n, size_t align, int ith, int nth, size_t *lo, size_t *hi)
+{
+    if (align == 0) align = 1;
+    size_t units = (n + align - 1) / align;
+    size_t per = units / (size_t)nth, rem = units % (size_t)nth;
+    size_t u0 = (size_t)ith * per + ((size_t)ith < rem ? (size_t)ith : rem);
+    size_t u1 = u0 + per + ((size_t)ith < rem ? 1 : 0);
+    size_t a = u0 * align, b = u1 * align;
+    *lo = a < n ? a : n;
+    *hi = b < n ? b : n;
+}

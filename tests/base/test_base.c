@@ -1,0 +1,138 @@
+/* test_base.c - base room: errors, checked math, buffers, crc32c, atomic
+ * writes, the compute pool and channels. */
+#include "base/base.h"
+
+#include "test_util.h"
+
+#include <stdatomic.h>
+
+static void test_errors(void **state)
+{
+    (void)state;
+    sem_err err;
+    sem_err_clear(&err);
+    assert_int_equal(sem_errf(&err, SEM_ECORRUPT, "tensor '%s' bad", "x"), SEM_ECORRUPT);
+    sem_err_prefix(&err, "%s: ", "file.safetensors");
+    assert_string_equal(err.msg, "file.safetensors: tensor 'x' bad");
+    assert_string_equal(sem_status_name(SEM_ENOMEM), "SEM_ENOMEM");
+    assert_string_equal(sem_status_name((sem_status)999), "SEM_UNKNOWN");
+}
+
+static void test_checked_math(void **state)
+{
+    (void)state;
+    size_t r = 7;
+    assert_false(sem_mul_size(SIZE_MAX / 2 + 1, 2, &r));
+    assert_int_equal(r, 7);
+    assert_true(sem_mul_size(3, 5, &r));
+    assert_int_equal(r, 15);
+    assert_false(sem_add_size(SIZE_MAX, 1, &r));
+}
+
+static void test_buf(void **state)
+{
+    (void)state;
+    buf b;
+    buf_init(&b);
+    for (int i = 0; i < 1000; i++) assert_true(buf_printf(&b, "%d,", i));
+    assert_int_equal(strlen(b.data), b.len);
+    assert_memory_equal(b.data, "0,1,2,", 6);
+    char *s = buf_take(&b);
+    assert_null(b.data);
+    free(s);
+}
+
+static void test_crc32c(void **state)
+{
+    (void)state;
+    /* The standard check value for "123456789" (RFC 3720 / iSCSI). */
+    assert_int_equal(crc32c_update(0, "123456789", 9), 0xE3069283u);
+    uint32_t c = crc32c_update(0, "1234", 4);
+    assert_int_equal(crc32c_update(c, "56789", 5), 0xE3069283u);
+}
+
+static void test_atomic_write(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/a/b/file.bin", dir);
+    sem_err err;
+    char sub[512];
+    snprintf(sub, sizeof sub, "%s/a/b", dir);
+    assert_int_equal(fs_mkdirs(sub, &err), SEM_OK);
+    assert_int_equal(fs_write_atomic(path, "hello", 5, &err), SEM_OK);
+    char *data;
+    size_t len;
+    assert_int_equal(fs_read_file(path, 100, &data, &len, &err), SEM_OK);
+    assert_int_equal(len, 5);
+    assert_string_equal(data, "hello");
+    free(data);
+    assert_int_equal(fs_read_file(path, 4, &data, &len, &err), SEM_ELIMIT);
+    snprintf(path, sizeof path, "%s/missing", dir);
+    assert_int_equal(fs_read_file(path, 4, &data, &len, &err), SEM_ENOTFOUND);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+typedef struct sum_ctx {
+    atomic_long total;
+    size_t n;
+} sum_ctx;
+
+static void sum_job(void *p, int ith, int nth)
+{
+    sum_ctx *c = p;
+    size_t lo, hi;
+    tp_split(c->n, 4, ith, nth, &lo, &hi);
+    long s = 0;
+    for (size_t i = lo; i < hi; i++) s += (long)i;
+    atomic_fetch_add(&c->total, s);
+}
+
+static void test_thread_pool(void **state)
+{
+    (void)state;
+    sem_err err;
+    tp_pool *tp;
+    assert_int_equal(tp_create(3, &tp, &err), SEM_OK);
+    for (int rep = 0; rep < 2000; rep++) {
+        sum_ctx c = {.n = (size_t)(rep % 97) + 1};
+        atomic_init(&c.total, 0);
+        tp_run(tp, sum_job, &c);
+        long n = (long)c.n;
+        assert_int_equal(atomic_load(&c.total), n * (n - 1) / 2);
+    }
+    tp_destroy(tp);
+}
+
+static void test_chan(void **state)
+{
+    (void)state;
+    chan *c = chan_create();
+    int a = 1, b = 2;
+    void *out;
+    assert_int_equal(chan_pop(c, 10, &out), SEM_ETIMEDOUT);
+    assert_true(chan_push(c, &a));
+    assert_true(chan_push(c, &b));
+    assert_int_equal(chan_len(c), 2);
+    assert_int_equal(chan_pop(c, -1, &out), SEM_OK);
+    assert_ptr_equal(out, &a);
+    chan_close(c);
+    assert_false(chan_push(c, &a));
+    assert_int_equal(chan_pop(c, -1, &out), SEM_OK);
+    assert_ptr_equal(out, &b);
+    assert_int_equal(chan_pop(c, -1, &out), SEM_ECANCELED);
+    chan_destroy(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_errors),      cmocka_unit_test(test_checked_math),
+        cmocka_unit_test(test_buf),         cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_atomic_write), cmocka_unit_test(test_thread_pool),
+        cmocka_unit_test(test_chan),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
