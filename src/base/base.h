@@ -11,6 +11,7 @@
 #ifndef SEM_BASE_H
 #define SEM_BASE_H
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -164,6 +165,8 @@ sem_status fs_read_file(const char *path, size_t max_bytes, char **out_data, siz
  * fsync(dir). On failure, the step is named and the temp file removed. */
 sem_status fs_write_atomic(const char *path, const void *data, size_t len, sem_err *err);
 sem_status fs_mkdirs(const char *path, sem_err *err); /* mkdir -p */
+/* fsyncs the directory holding path, making a rename into it durable. */
+sem_status fs_fsync_parent_dir(const char *path, sem_err *err);
 bool fs_exists(const char *path);
 bool fs_is_dir(const char *path);
 /* Joins a and b with exactly one '/' into out (cap bytes). False if it

@@ -103,7 +103,7 @@ sem_status fs_mkdirs(const char *path, sem_err *err)
     return SEM_OK;
 }
 
-static sem_status fsync_dir_of(const char *path, sem_err *err)
+sem_status fs_fsync_parent_dir(const char *path, sem_err *err)
 {
     char dir[4096];
     const char *slash = strrchr(path, '/');
@@ -158,5 +158,5 @@ sem_status fs_write_atomic(const char *path, const void *data, size_t len, sem_e
         return sem_errf(err, status_from_errno(e), "%s: atomic write failed at %s: %s", path, step,
                         strerror(e));
     }
-    return fsync_dir_of(path, err);
+    return fs_fsync_parent_dir(path, err);
 }
