@@ -1,0 +1,149 @@
+/* kn_impl.h - private to the kernels room: the dispatch table, the context
+ * struct, the quantized-activation scratch and the per-ISA entry points.
+ * Nothing outside src/kernels/ includes this file (tests/kernels may, to
+ * compare variants against the reference).
+ *
+ * A variant is one kn_ops table (reference C, AVX2, AVX-512). cpu.c picks
+ * one at kn_ctx_create from CPUID/XCR0; kn_ops_ref/avx2/avx512 return a
+ * table or NULL when the variant is not compiled in.
+ *
+ * Thread: the tables are immutable after construction (static const).
+ */
+#ifndef SEM_KN_IMPL_H
+#define SEM_KN_IMPL_H
+
+#include "kernels/kernels.h"
+
+#include <string.h>
+
+/* Activation rows quantized to int8 for the Q4/Q8 integer kernels.
+ * Per token t (row stride `cols` bytes for q, cols/8 floats for d,
+ * cols/group_size floats for gsum):
+ *   q     int8 [cols], per 32-element block x ~= d_block * q
+ *         (Q4 layout: each 64-element chunk stored as its 32 even
+ *         elements then its 32 odd ones; a trailing 32-block as its 16
+ *         even then 16 odd; Q8 layout: natural order)
+ *   d     f32 [cols/32][4]: each block's scale repeated 4 times, so one
+ *         256-bit load gives the per-lane scales of a 64-element chunk
+ *   gsum  f32 [cols/group_size]: exact f32 sums of x over each weight
+ *         group (multiplies the group's bias)
+ *   isum  i32 [cols/32]: sum of the block's int8 values (Q8 sign trick) */
+typedef struct kn_qx {
+    int8_t *q;
+    float *d;
+    float *gsum;
+    int32_t *isum;
+    size_t cols, n_tokens;
+    int group_size;
+} kn_qx;
+
+/* Quantization layout the integer kernels want. */
+typedef enum kn_qx_layout {
+    KN_QX_PERMUTED = 0, /* Q4: evens then odds per 64-chunk */
+    KN_QX_NATURAL,      /* Q8 */
+} kn_qx_layout;
+
+/* Matmul over the row range [r0, r1) of w for n_tokens tokens.
+ * Float formats read x directly; quantized formats read qx when the
+ * table's uses_qx is true (SIMD) and x otherwise (reference). */
+typedef void (*kn_mm_fn)(const kn_weight *w, size_t r0, size_t r1, const float *x, size_t ldx,
+                         const kn_qx *qx, float *y, size_t ldy, size_t n_tokens);
+/* Quantizes one activation row of cols elements (cols % 32 == 0) for
+ * token slot t of qx. */
+typedef void (*kn_quant_fn)(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout);
+/* q . row over dim elements of a KV row; qgsum[g] = sum of q over KV group
+ * g (used by the affine formats). */
+typedef float (*kn_kv_dot_fn)(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
+/* acc[i] += p * row[i] over dim elements of a KV row. */
+typedef void (*kn_kv_axpy_fn)(float *acc, float p, const uint8_t *row, size_t dim);
+/* acc[i] *= s */
+typedef void (*kn_scale_fn)(float *acc, float s, size_t n);
+
+#define KN_N_DTYPES 5
+#define KN_N_KV_DTYPES 5
+
+typedef struct kn_ops {
+    const char *isa;              /* "ref", "avx2", "avx512" */
+    bool uses_qx;                 /* Q4/Q8 kernels read quantized activations */
+    kn_quant_fn quantize;         /* NULL when !uses_qx */
+    kn_mm_fn mm[KN_N_DTYPES];     /* indexed by kn_dtype */
+    kn_kv_dot_fn kv_dot[KN_N_KV_DTYPES];   /* indexed by kn_kv_dtype */
+    kn_kv_axpy_fn kv_axpy[KN_N_KV_DTYPES];
+    kn_scale_fn scale;
+} kn_ops;
+
+const kn_ops *kn_ops_ref(void);
+const kn_ops *kn_ops_avx2(void);   /* NULL if not compiled for x86-64 */
+const kn_ops *kn_ops_avx512(void); /* NULL if not compiled for x86-64 */
+
+struct kn_ctx {
+    kn_ctx_params params;
+    kn_cpu_features feat;
+    const kn_ops *ops;       /* chosen once at create */
+    tp_pool *pool;           /* borrowed */
+    kn_qx qx;                /* scratch sized max_tokens x max_cols */
+    void *qx_mem;            /* owned backing store of qx */
+};
+
+/* Builds a context with an explicit table (tests compare variants). */
+sem_status kn_ctx_create_with_ops(const kn_ctx_params *p, const kn_ops *ops, kn_ctx **out,
+                                  sem_err *err);
+
+/* Loads of element i from a buffer of any alignment: mapped safetensors
+ * data carries no alignment promise, and memcpy keeps that defined. */
+static inline uint16_t kn_ld_u16(const void *p, size_t i)
+{
+    uint16_t v;
+    memcpy(&v, (const uint8_t *)p + i * 2, 2);
+    return v;
+}
+static inline uint32_t kn_ld_u32(const void *p, size_t i)
+{
+    uint32_t v;
+    memcpy(&v, (const uint8_t *)p + i * 4, 4);
+    return v;
+}
+static inline float kn_ld_f32(const void *p, size_t i)
+{
+    float v;
+    memcpy(&v, (const uint8_t *)p + i * 4, 4);
+    return v;
+}
+
+/* Element i of a scale/bias array (F32, F16 or BF16) as f32. */
+static inline float kn_scale_at(kn_dtype t, const void *p, size_t i)
+{
+    if (t == KN_F32) return kn_ld_f32(p, i);
+    if (t == KN_BF16) return kn_bf16_to_f32(kn_ld_u16(p, i));
+    return kn_f16_to_f32(kn_ld_u16(p, i));
+}
+
+/* Bytes of one packed data row of a quantized weight. */
+static inline size_t kn_qrow_bytes(const kn_weight *w) { return w->cols * (size_t)w->bits / 8; }
+
+/* The KV row layout of the affine formats: data, then F16 scales, then F16
+ * biases, dim / KN_KV_GROUP of each. */
+static inline size_t kn_kv_data_bytes(kn_kv_dtype t, size_t dim)
+{
+    return t == KN_KV_Q4 ? dim / 2 : dim;
+}
+
+
+/* Reference KV row kernels (ref/kv_ref.c); SIMD tables reuse them for
+ * formats they do not accelerate. */
+float kn_ref_kv_dot_f32(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
+float kn_ref_kv_dot_f16(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
+float kn_ref_kv_dot_bf16(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
+float kn_ref_kv_dot_q8(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
+float kn_ref_kv_dot_q4(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
+void kn_ref_kv_axpy_f32(float *acc, float p, const uint8_t *row, size_t dim);
+void kn_ref_kv_axpy_f16(float *acc, float p, const uint8_t *row, size_t dim);
+void kn_ref_kv_axpy_bf16(float *acc, float p, const uint8_t *row, size_t dim);
+void kn_ref_kv_axpy_q8(float *acc, float p, const uint8_t *row, size_t dim);
+void kn_ref_kv_axpy_q4(float *acc, float p, const uint8_t *row, size_t dim);
+void kn_ref_scale(float *acc, float s, size_t n);
+
+/* Start of the row (token pos, kv head h) of K (or V) in a paged view. */
+const uint8_t *kn_kv_row_ptr(const kn_kv_view *kv, int32_t pos, int32_t h, bool is_v);
+
+#endif /* SEM_KN_IMPL_H */

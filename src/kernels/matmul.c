@@ -1,0 +1,77 @@
+/* matmul.c - kn_matmul: splits a matmul over the compute pool by output
+ * rows, after quantizing the activations once when the chosen table's
+ * Q4/Q8 kernels work on int8 activations.
+ *
+ * Token counts above the context's max_tokens are processed in slices of
+ * max_tokens (the scratch bound), so callers may pass any n_tokens.
+ *
+ * Thread: the ctx owner; the row ranges run on the pool's workers, which
+ * write disjoint rows of y.
+ */
+#include "kernels/kn_impl.h"
+
+/* Rows per work unit: the SIMD kernels handle 4 rows per pass. */
+enum { ROW_ALIGN = 8 };
+
+typedef struct mm_job {
+    const kn_ops *ops;
+    const kn_weight *w;
+    const float *x;
+    size_t ldx;
+    kn_qx *qx;
+    kn_qx_layout layout;
+    float *y;
+    size_t ldy;
+    size_t n_tokens;
+} mm_job;
+
+static void mm_rows(void *p, int ith, int nth)
+{
+    const mm_job *j = p;
+    size_t lo, hi;
+    tp_split(j->w->rows, ROW_ALIGN, ith, nth, &lo, &hi);
+    if (lo < hi) j->ops->mm[j->w->dtype](j->w, lo, hi, j->x, j->ldx, j->qx, j->y, j->ldy, j->n_tokens);
+}
+
+static void quantize_tokens(void *p, int ith, int nth)
+{
+    const mm_job *j = p;
+    size_t lo, hi;
+    tp_split(j->n_tokens, 1, ith, nth, &lo, &hi);
+    for (size_t t = lo; t < hi; t++) j->ops->quantize(j->x + t * j->ldx, j->qx, t, j->layout);
+}
+
+static void check_weight(const kn_ctx *kc, const kn_weight *w)
+{
+    SEM_ASSERT(w->dtype >= KN_F32 && w->dtype <= KN_Q8);
+    if (w->dtype == KN_Q4 || w->dtype == KN_Q8) {
+        SEM_ASSERT(w->bits == (w->dtype == KN_Q4 ? 4 : 8));
+        SEM_ASSERT(w->group_size == 32 || w->group_size == 64 || w->group_size == 128);
+        SEM_ASSERT(w->cols % (size_t)w->group_size == 0);
+        if (kc->ops->uses_qx) SEM_ASSERT(w->cols <= kc->params.max_cols);
+    }
+}
+
+void kn_matmul(kn_ctx *kc, const kn_weight *w, const float *x, size_t ldx, float *y, size_t ldy,
+               size_t n_tokens)
+{
+    check_weight(kc, w);
+    bool quant = (w->dtype == KN_Q4 || w->dtype == KN_Q8) && kc->ops->uses_qx;
+    size_t slice = quant ? kc->params.max_tokens : n_tokens;
+    for (size_t t0 = 0; t0 < n_tokens; t0 += slice) {
+        size_t n = n_tokens - t0 < slice ? n_tokens - t0 : slice;
+        mm_job j = {
+            .ops = kc->ops, .w = w, .x = x + t0 * ldx, .ldx = ldx, .qx = &kc->qx,
+            .layout = w->dtype == KN_Q4 ? KN_QX_PERMUTED : KN_QX_NATURAL,
+            .y = y + t0 * ldy, .ldy = ldy, .n_tokens = n,
+        };
+        if (quant) {
+            kc->qx.cols = w->cols;
+            kc->qx.n_tokens = n;
+            kc->qx.group_size = w->group_size;
+            if (n == 1) quantize_tokens(&j, 0, 1);
+            else tp_run(kc->pool, quantize_tokens, &j);
+        }
+        tp_run(kc->pool, mm_rows, &j);
+    }
+}

@@ -1,0 +1,261 @@
+/* test_matmul.c - kernels room: kn_matmul and kn_weight_row in every
+ * weight format. The reference is checked against a naive double-precision
+ * product of the test's own unpacked weights; every SIMD table the CPU
+ * supports is checked against the same, at sizes 1, 7, 31, 33, 63, 4095
+ * (float formats) and at the group edges 32/64/128 (quantized), for
+ * n_tokens 1..9, with unaligned views, padded strides, 1 and 3 threads, and
+ * token counts above the context's max_tokens.
+ *
+ * Tolerances (u = 2^-24, the f32 unit roundoff; S = sum_c |w_c x_c|):
+ *   TOL_REF    4u S: the reference forms each w in f32 like the test and
+ *              sums in double; only the final store rounds.
+ *   TOL_FLOAT  (cols + 2) u S: any f32 summation order, with or without
+ *              FMA, is within gamma_n S (Higham, Accuracy and Stability,
+ *              3.1) of the exact sum.
+ *   TOL_QX     for Q4/Q8 kernels that quantize x to int8 per 32-block
+ *              (x_c ~ d_b * qx_c, d_b = amax_b / 127, |x_c - d_b qx_c| <=
+ *              d_b / 2) while the bias term uses the exact f32 group sum:
+ *                |y - y_ref| <= sum_c |s_g q_c| * amax_b / 254
+ *              i.e. a relative error of at most 1/254 (0.4%) of
+ *              sum_c |s_g q_c| * max|x in c's block|; plus (cols + 16) u
+ *              times sum_c (|w_c x_c| + |s_g q_c| (|x_c| + amax_b)) for the
+ *              f32 arithmetic that follows the exact integer dot products.
+ */
+#include "kn_test.h"
+
+typedef struct mm_case {
+    kn_dtype dt;
+    size_t rows, cols;
+    kn_dtype sdt;
+    int gs;
+} mm_case;
+
+/* Largest error/tolerance ratio seen per check kind (printed at the end). */
+static double g_worst_float, g_worst_qx;
+
+static double block_amax(const float *x, size_t cols, size_t c)
+{
+    size_t b0 = c / 32 * 32, b1 = b0 + 32 < cols ? b0 + 32 : cols;
+    double m = 0;
+    for (size_t i = b0; i < b1; i++) m = fabs(x[i]) > m ? fabs(x[i]) : m;
+    return m;
+}
+
+/* Runs one matmul through ctx and checks every output against the naive
+ * product under the tolerance of its kind. */
+static void check_one(kn_ctx *kc, const kt_weight *k, size_t n_tokens, kt_rng *r, bool is_ref)
+{
+    const kn_weight *w = &k->w;
+    size_t rows = w->rows, cols = w->cols, ldx = cols + 3, ldy = rows + 5;
+    float *xmem = calloc(n_tokens * ldx + 1, sizeof(float));
+    float *ymem = calloc(n_tokens * ldy + 1, sizeof(float));
+    float *x = xmem + 1, *y = ymem + 1; /* 4-byte aligned, not 32 */
+    for (size_t t = 0; t < n_tokens; t++) kt_fill(r, x + t * ldx, cols, 1.0f);
+    for (size_t i = 0; i < n_tokens * ldy; i++) y[i] = 12345.0f;
+    kn_matmul(kc, w, x, ldx, y, ldy, n_tokens);
+    bool qx = !is_ref && (w->dtype == KN_Q4 || w->dtype == KN_Q8);
+    for (size_t t = 0; t < n_tokens; t++) {
+        const float *xt = x + t * ldx;
+        for (size_t row = 0; row < rows; row++) {
+            const float *wr = k->dense + row * cols, *aq = k->absq + row * cols;
+            double exact = 0, s_abs = 0, qbound = 0, qf = 0;
+            for (size_t c = 0; c < cols; c++) {
+                exact += (double)wr[c] * xt[c];
+                s_abs += fabs((double)wr[c] * xt[c]);
+                if (qx) {
+                    double am = block_amax(xt, cols, c);
+                    qbound += aq[c] * am / 254.0;
+                    qf += aq[c] * (fabs(xt[c]) + am);
+                }
+            }
+            double tol;
+            if (is_ref) tol = 4 * KT_U32 * s_abs;
+            else if (!qx) tol = (double)(cols + 2) * KT_U32 * s_abs;
+            else tol = qbound * (1 + 0x1p-20) + (double)(cols + 16) * KT_U32 * (s_abs + qf);
+            tol += 1e-30;
+            double err = fabs((double)y[t * ldy + row] - exact);
+            if (!(err <= tol))
+                fail_msg("%s %s %zux%zu gs=%d t=%zu/%zu row=%zu: got %.9g want %.9g err %.3g tol %.3g",
+                         kn_ctx_isa(kc), kn_dtype_name(w->dtype), rows, cols, w->group_size, t,
+                         n_tokens, row, y[t * ldy + row], exact, err, tol);
+            double ratio = err / tol;
+            if (!is_ref && qx && ratio > g_worst_qx) g_worst_qx = ratio;
+            if (!is_ref && !qx && ratio > g_worst_float) g_worst_float = ratio;
+        }
+        for (size_t i = rows; i < ldy && t + 1 < n_tokens; i++)
+            assert_true(y[t * ldy + i] == 12345.0f); /* padding untouched */
+    }
+    free(xmem);
+    free(ymem);
+}
+
+static void run_cases(const kn_ops *ops, const mm_case *cases, size_t n_cases, tp_pool *pool,
+                      bool many_tokens)
+{
+    kt_rng r = {0x9e3779b97f4a7c15ull};
+    for (size_t i = 0; i < n_cases; i++) {
+        const mm_case *c = &cases[i];
+        kt_weight k = kt_make_weight(&r, c->dt, c->rows, c->cols, c->sdt, c->gs, i % 4);
+        /* max_tokens 4 makes n_tokens 5..9 take the slicing path */
+        kn_ctx *kc = kt_ctx(ops, pool, 4, 4096 + 128);
+        size_t tmax = many_tokens && c->cols < 4000 ? 9 : 3;
+        for (size_t n = 1; n <= tmax; n++) check_one(kc, &k, n, &r, ops == kn_ops_ref());
+        if (!many_tokens) check_one(kc, &k, 9, &r, ops == kn_ops_ref());
+        kn_ctx_destroy(kc);
+        kt_free_weight(&k);
+    }
+}
+
+static const size_t FLOAT_COLS[] = {1, 7, 31, 33, 63, 4095};
+static const size_t ROWS[] = {1, 7, 33};
+
+static size_t float_cases(mm_case *out)
+{
+    size_t n = 0;
+    kn_dtype dts[] = {KN_F32, KN_F16, KN_BF16};
+    for (size_t d = 0; d < 3; d++)
+        for (size_t ci = 0; ci < 6; ci++)
+            for (size_t ri = 0; ri < 3; ri++)
+                out[n++] = (mm_case){dts[d], ROWS[ri], FLOAT_COLS[ci], KN_F32, 0};
+    return n;
+}
+
+/* Group edges: one group, an odd number of 32-blocks (a half 64-chunk at
+ * the end), a SmolLM2-like 576, and a wide row. */
+static size_t quant_cases(mm_case *out)
+{
+    static const size_t cols32[] = {32, 96, 160, 4064};
+    static const size_t cols64[] = {64, 192, 576, 4032};
+    static const size_t cols128[] = {128, 384, 4096};
+    kn_dtype sdts[] = {KN_F16, KN_BF16, KN_F32};
+    size_t n = 0, k = 0;
+    for (int bits = 4; bits <= 8; bits += 4) {
+        kn_dtype dt = bits == 4 ? KN_Q4 : KN_Q8;
+        for (size_t i = 0; i < 4; i++, k++)
+            out[n++] = (mm_case){dt, ROWS[k % 3], cols32[i], sdts[k % 3], 32};
+        for (size_t i = 0; i < 4; i++, k++)
+            out[n++] = (mm_case){dt, ROWS[k % 3] + 4, cols64[i], sdts[k % 3], 64};
+        for (size_t i = 0; i < 3; i++, k++)
+            out[n++] = (mm_case){dt, ROWS[k % 3] + 1, cols128[i], sdts[k % 3], 128};
+    }
+    return n;
+}
+
+static void test_ref_float(void **state)
+{
+    (void)state;
+    mm_case cases[128];
+    size_t n = float_cases(cases);
+    run_cases(kn_ops_ref(), cases, n, NULL, true);
+}
+
+static void test_ref_quant(void **state)
+{
+    (void)state;
+    mm_case cases[128];
+    size_t n = quant_cases(cases);
+    run_cases(kn_ops_ref(), cases, n, NULL, false);
+}
+
+static void test_simd_float(void **state)
+{
+    tp_pool *pool = *state;
+    kt_variant v[2];
+    int nv = kt_simd_variants(v);
+    if (nv == 0) skip();
+    mm_case cases[128];
+    size_t n = float_cases(cases);
+    for (int i = 0; i < nv; i++) {
+        run_cases(v[i].ops, cases, n, NULL, true);
+        run_cases(v[i].ops, cases, n, pool, false);
+    }
+    print_message("worst float error / TOL_FLOAT: %.3g\n", g_worst_float);
+}
+
+static void test_simd_quant(void **state)
+{
+    tp_pool *pool = *state;
+    kt_variant v[2];
+    int nv = kt_simd_variants(v);
+    if (nv == 0) skip();
+    mm_case cases[128];
+    size_t n = quant_cases(cases);
+    for (int i = 0; i < nv; i++) {
+        run_cases(v[i].ops, cases, n, NULL, true);
+        run_cases(v[i].ops, cases, n, pool, false);
+    }
+    print_message("worst quantized error / TOL_QX: %.3g\n", g_worst_qx);
+}
+
+/* The chosen table of a default context, and force_ref. */
+static void test_dispatch(void **state)
+{
+    (void)state;
+    kn_ctx_params p = kn_ctx_default_params();
+    kn_ctx *kc;
+    sem_err err;
+    assert_int_equal(kn_ctx_create(&p, &kc, &err), SEM_OK);
+    kn_cpu_features f = kn_ctx_features(kc);
+    print_message("cpu: avx2=%d fma=%d f16c=%d avx512f=%d bw=%d vl=%d vnni=%d bf16=%d -> %s\n",
+                  f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512_vnni,
+                  f.avx512_bf16, kn_ctx_isa(kc));
+    if (f.avx2 && f.fma && f.f16c && kn_ops_avx2()) assert_string_not_equal(kn_ctx_isa(kc), "ref");
+    assert_null(kn_ctx_pool(kc));
+    kn_ctx_destroy(kc);
+    p.force_ref = true;
+    assert_int_equal(kn_ctx_create(&p, &kc, &err), SEM_OK);
+    assert_string_equal(kn_ctx_isa(kc), "ref");
+    kn_ctx_destroy(kc);
+    p.max_tokens = 0;
+    assert_int_equal(kn_ctx_create(&p, &kc, &err), SEM_EINVAL);
+    kn_ctx_destroy(NULL);
+}
+
+/* kn_weight_row reproduces the exact weights in every format. */
+static void test_weight_row(void **state)
+{
+    (void)state;
+    kt_rng r = {42};
+    mm_case cases[128];
+    size_t n = quant_cases(cases);
+    n += float_cases(cases + n);
+    float *out = malloc(4096 * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        kt_weight k = kt_make_weight(&r, cases[i].dt, cases[i].rows, cases[i].cols, cases[i].sdt,
+                                     cases[i].gs, 3);
+        for (size_t row = 0; row < k.w.rows; row++) {
+            kn_weight_row(&k.w, row, out);
+            assert_memory_equal(out, k.dense + row * k.w.cols, k.w.cols * sizeof(float));
+        }
+        kt_free_weight(&k);
+    }
+    free(out);
+}
+
+static int setup(void **state)
+{
+    tp_pool *pool;
+    sem_err err;
+    if (tp_create(3, &pool, &err) != SEM_OK) return -1;
+    *state = pool;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    tp_destroy(*state);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_weight_row),
+        cmocka_unit_test(test_ref_float),
+        cmocka_unit_test(test_ref_quant),
+        cmocka_unit_test(test_simd_float),
+        cmocka_unit_test(test_simd_quant),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
