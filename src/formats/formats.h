@@ -86,6 +86,8 @@ void st_set_close(st_set *s); /* NULL ok */
 size_t st_set_n_tensors(const st_set *s);
 const st_tensor *st_set_tensor(const st_set *s, size_t i); /* sorted by name */
 const st_tensor *st_set_find(const st_set *s, const char *name);
+/* Index of `name` in the sorted table (for st_set_tensor), or -1. */
+long st_set_index(const st_set *s, const char *name);
 size_t st_set_n_files(const st_set *s);
 const st_file *st_set_file(const st_set *s, size_t i);
 uint64_t st_set_total_bytes(const st_set *s); /* sum of file sizes */

@@ -168,10 +168,21 @@ size_t st_set_n_files(const st_set *s) { return s->n_files; }
 const st_file *st_set_file(const st_set *s, size_t i) { return i < s->n_files ? s->files[i] : NULL; }
 uint64_t st_set_total_bytes(const st_set *s) { return s->total_bytes; }
 
+long st_set_index(const st_set *s, const char *name)
+{
+    size_t lo = 0, hi = s->n_all;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(s->all[mid]->name, name);
+        if (c == 0) return (long)mid;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -1;
+}
+
 const st_tensor *st_set_find(const st_set *s, const char *name)
 {
-    st_tensor key = {.name = name};
-    const st_tensor *kp = &key;
-    const st_tensor **hit = bsearch(&kp, s->all, s->n_all, sizeof *s->all, cmp_tensor_ptr);
-    return hit ? *hit : NULL;
+    long i = st_set_index(s, name);
+    return i < 0 ? NULL : s->all[i];
 }

@@ -1,0 +1,32 @@
+/* runtime.h - what every command that runs a model needs: the logger, the
+ * compute pool and the kernel context, built once from flags and
+ * environment by app/ and passed down. */
+#ifndef SEM_APP_RUNTIME_H
+#define SEM_APP_RUNTIME_H
+
+#include "base/base.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+
+typedef struct app_runtime {
+    sem_logger *lg;  /* owned */
+    tp_pool *pool;   /* owned */
+    kn_ctx *kc;      /* owned */
+    model *m;        /* owned; NULL until loaded */
+} app_runtime;
+
+/* Loads the model at dir (printing progress to stderr) and builds the pool
+ * (n_threads <= 0: one per core; SEMANTIC_THREADS overrides) and the kernel
+ * context for batches of up to max_tokens tokens. SEMANTIC_KERNELS=ref
+ * forces the reference kernels. */
+sem_status app_runtime_open(app_runtime *rt, const char *dir, int n_threads, size_t max_tokens,
+                            sem_err *err);
+void app_runtime_close(app_runtime *rt);
+
+/* Parses "1,2,3" into a malloc'd array. */
+sem_status app_parse_ids(const char *s, int32_t **out, size_t *n, sem_err *err);
+/* Strict integer / float flag values; false when malformed. */
+bool app_parse_long(const char *s, long lo, long hi, long *out);
+bool app_parse_float(const char *s, double lo, double hi, double *out);
+
+#endif

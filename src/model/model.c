@@ -1,0 +1,237 @@
+/* model.c - loading a Hugging Face / MLX model directory: parse the spec,
+ * map the safetensors shards, bind every tensor to a slot with its
+ * expected dtype and shape, and reject missing, mis-shaped or extra
+ * tensors with an error naming the file and the tensor.
+ *
+ * After model_load returns, every weight view is known to be in bounds and
+ * of the shape the forward pass assumes, so the forward pass only asserts.
+ *
+ * Thread: any; a loaded model is immutable.
+ */
+#include "model/model_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Tensors real checkpoints carry that the forward pass does not use. */
+static bool is_ignorable(const char *name)
+{
+    size_t n = strlen(name);
+    return n >= 22 && !strcmp(name + n - 22, "rotary_emb.inv_freq");
+}
+
+static sem_status find_tensor(model *m, const char *name, const st_tensor **out, sem_err *err)
+{
+    long i = st_set_index(m->tensors, name);
+    if (i < 0) return sem_errf(err, SEM_ECORRUPT, "%s: missing tensor '%s'", m->dir, name);
+    m->bound[i] = true;
+    *out = st_set_tensor(m->tensors, (size_t)i);
+    return SEM_OK;
+}
+
+static sem_status expect_shape(const st_tensor *t, uint64_t d0, uint64_t d1, sem_err *err)
+{
+    int want_dims = d1 ? 2 : 1;
+    if (t->n_dims == want_dims && t->shape[0] == d0 && (!d1 || t->shape[1] == d1)) return SEM_OK;
+    char got[96] = "";
+    size_t o = 0;
+    for (int i = 0; i < t->n_dims && o < sizeof got - 24; i++)
+        o += (size_t)snprintf(got + o, sizeof got - o, "%s%" PRIu64, i ? ", " : "", t->shape[i]);
+    if (d1)
+        return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' has shape [%s], expected [%" PRIu64 ", %" PRIu64 "]", t->file, t->name, got, d0, d1);
+    return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' has shape [%s], expected [%" PRIu64 "]", t->file, t->name, got, d0);
+}
+
+static bool float_dtype(st_dtype d, kn_dtype *out)
+{
+    switch (d) {
+    case ST_F32: *out = KN_F32; return true;
+    case ST_F16: *out = KN_F16; return true;
+    case ST_BF16: *out = KN_BF16; return true;
+    default: return false;
+    }
+}
+
+static sem_status bind_quantized(model *m, const char *name, size_t rows, size_t cols, int bits,
+                                 int gs, kn_weight *out, sem_err *err)
+{
+    char key[512];
+    const st_tensor *w, *s, *b;
+    sem_status st;
+    snprintf(key, sizeof key, "%s.weight", name);
+    if ((st = find_tensor(m, key, &w, err))) return st;
+    if (w->dtype != ST_U32)
+        return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' is %s but config.json's quantization block says %d-bit MLX (U32-packed); the quantization block disagrees with the tensors", w->file, key, st_dtype_name(w->dtype), bits);
+    if (cols % (size_t)gs != 0)
+        return sem_errf(err, SEM_ECORRUPT, "%s: module '%s' has %zu input features, not a multiple of group_size %d", m->dir, name, cols, gs);
+    if (w->n_dims == 2 && w->shape[0] == rows && w->shape[1] != cols * (size_t)bits / 32)
+        return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' packs %" PRIu64 " words per row, but %d-bit quantization of %zu features needs %zu; the quantization block disagrees with the tensors", w->file, key, w->shape[1], bits, cols, cols * (size_t)bits / 32);
+    if ((st = expect_shape(w, rows, cols * (size_t)bits / 32, err))) return st;
+    snprintf(key, sizeof key, "%s.scales", name);
+    if ((st = find_tensor(m, key, &s, err))) return st;
+    if (s->n_dims == 2 && s->shape[0] == rows && s->shape[1] != cols / (size_t)gs)
+        return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' has %" PRIu64 " groups per row, but group_size %d over %zu features needs %zu; the quantization block disagrees with the tensors", s->file, key, s->shape[1], gs, cols, cols / (size_t)gs);
+    if ((st = expect_shape(s, rows, cols / (size_t)gs, err))) return st;
+    snprintf(key, sizeof key, "%s.biases", name);
+    if ((st = find_tensor(m, key, &b, err)) || (st = expect_shape(b, rows, cols / (size_t)gs, err))) return st;
+    kn_dtype sd;
+    if (!float_dtype(s->dtype, &sd) || b->dtype != s->dtype)
+        return sem_errf(err, SEM_ECORRUPT, "%s: scales/biases of '%s' must share one float dtype (got %s and %s)", s->file, name, st_dtype_name(s->dtype), st_dtype_name(b->dtype));
+    *out = (kn_weight){.dtype = bits == 4 ? KN_Q4 : KN_Q8, .rows = rows, .cols = cols, .data = w->data,
+                       .scales = s->data, .biases = b->data, .scale_dtype = sd, .group_size = gs, .bits = bits};
+    m->weight_bytes += w->n_bytes + s->n_bytes + b->n_bytes;
+    return SEM_OK;
+}
+
+sem_status model_bind_matrix(model *m, const char *name, size_t rows, size_t cols, kn_weight *out,
+                             sem_err *err)
+{
+    int bits, gs;
+    model_spec_module_quant(&m->spec, name, &bits, &gs);
+    m->n_params += (uint64_t)rows * cols;
+    if (cols > m->max_cols) m->max_cols = cols;
+    uint64_t before = m->weight_bytes;
+    sem_status st;
+    if (bits) {
+        st = bind_quantized(m, name, rows, cols, bits, gs, out, err);
+    } else {
+        char key[512];
+        const st_tensor *t;
+        snprintf(key, sizeof key, "%s.weight", name);
+        if ((st = find_tensor(m, key, &t, err))) return st;
+        kn_dtype d;
+        if (!float_dtype(t->dtype, &d))
+            return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' is %s, but config.json has no quantization block for it (expected F32, F16 or BF16)", t->file, key, st_dtype_name(t->dtype));
+        if ((st = expect_shape(t, rows, cols, err))) return st;
+        *out = (kn_weight){.dtype = d, .rows = rows, .cols = cols, .data = t->data};
+        m->weight_bytes += t->n_bytes;
+    }
+    if (st == SEM_OK) m->matrix_bytes += m->weight_bytes - before;
+    return st;
+}
+
+sem_status model_bind_vector(model *m, const char *name, size_t n, float **out, sem_err *err)
+{
+    const st_tensor *t;
+    kn_dtype d;
+    sem_status st;
+    if ((st = find_tensor(m, name, &t, err))) return st;
+    if (!float_dtype(t->dtype, &d))
+        return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' is %s, expected F32, F16 or BF16", t->file, name, st_dtype_name(t->dtype));
+    if ((st = expect_shape(t, n, 0, err))) return st;
+    float *v = sem_calloc(n, sizeof *v);
+    if (!v) return sem_errf(err, SEM_ENOMEM, "%s: out of memory", m->dir);
+    kn_to_f32(d, t->data, v, n);
+    *out = v;
+    m->n_params += n;
+    m->weight_bytes += t->n_bytes;
+    return SEM_OK;
+}
+
+static sem_status check_all_bound(model *m, sem_err *err)
+{
+    for (size_t i = 0; i < st_set_n_tensors(m->tensors); i++) {
+        const st_tensor *t = st_set_tensor(m->tensors, i);
+        if (!m->bound[i] && !is_ignorable(t->name))
+            return sem_errf(err, SEM_ECORRUPT, "%s: unexpected tensor '%s' (not part of %s as configured)", t->file, t->name, m->spec.arch_name);
+    }
+    return SEM_OK;
+}
+
+sem_status model_load(const char *dir, model **out, sem_err *err)
+{
+    model *m = calloc(1, sizeof *m);
+    if (!m || !(m->dir = sem_strdup(dir))) {
+        free(m);
+        return sem_errf(err, SEM_ENOMEM, "%s: out of memory", dir);
+    }
+    sem_status st = model_spec_load(dir, &m->spec, err);
+    if (st) goto fail;
+    m->ops = model_arch_ops_find(m->spec.arch);
+    if ((st = st_set_open_dir(dir, &m->tensors, err))) goto fail;
+    m->bound = sem_calloc(st_set_n_tensors(m->tensors) + 1, sizeof *m->bound);
+    m->rope_inv_freq = sem_calloc((size_t)m->spec.head_dim / 2, sizeof *m->rope_inv_freq);
+    if (!m->bound || !m->rope_inv_freq) {
+        st = sem_errf(err, SEM_ENOMEM, "%s: out of memory", dir);
+        goto fail;
+    }
+    model_spec_rope_inv_freq(&m->spec, m->rope_inv_freq);
+    if ((st = m->ops->bind(m, err)) || (st = check_all_bound(m, err))) goto fail;
+    *out = m;
+    return SEM_OK;
+fail:
+    model_destroy(m);
+    return st;
+}
+
+void model_destroy(model *m)
+{
+    if (!m) return;
+    if (m->layers) {
+        for (int32_t l = 0; l < m->spec.n_layers; l++) {
+            model_layer *L = &m->layers[l];
+            free(L->attn_norm);
+            free(L->ffn_norm);
+            free(L->bq);
+            free(L->bk);
+            free(L->bv);
+        }
+    }
+    free(m->layers);
+    free(m->final_norm);
+    free(m->rope_inv_freq);
+    free(m->bound);
+    st_set_close(m->tensors);
+    model_spec_fini(&m->spec);
+    free(m->dir);
+    free(m);
+}
+
+const model_spec *model_get_spec(const model *m) { return &m->spec; }
+const char *model_dir(const model *m) { return m->dir; }
+uint64_t model_n_params(const model *m) { return m->n_params; }
+uint64_t model_weight_bytes(const model *m) { return m->weight_bytes; }
+uint64_t model_file_bytes(const model *m) { return st_set_total_bytes(m->tensors); }
+size_t model_max_matmul_cols(const model *m) { return m->max_cols; }
+
+uint64_t model_decode_bytes_per_token(const model *m)
+{
+    /* Every matrix is read once. A tied embedding is read whole as the
+     * lm_head; an untied one only one row per token (negligible). */
+    return m->spec.tied_embeddings ? m->matrix_bytes : m->matrix_bytes - m->embed_bytes;
+}
+
+static const char *weight_format(const kn_weight *w, char *out, size_t cap)
+{
+    if (w->bits) snprintf(out, cap, "mlx-q%d g%d (scales %s)", w->bits, w->group_size, kn_dtype_name(w->scale_dtype));
+    else snprintf(out, cap, "%s", kn_dtype_name(w->dtype));
+    return out;
+}
+
+void model_describe(const model *m, FILE *f)
+{
+    const model_spec *s = &m->spec;
+    char b1[64], b2[64], b3[64];
+    static const char *const rope_names[] = {"none", "linear", "llama3"};
+    fprintf(f, "model:          %s\n", m->dir);
+    fprintf(f, "architecture:   %s (model_type %s)\n", s->arch_name, s->model_type);
+    fprintf(f, "layers:         %d\n", s->n_layers);
+    fprintf(f, "hidden:         %d   intermediate: %d\n", s->hidden, s->intermediate);
+    fprintf(f, "heads:          %d query / %d kv, head_dim %d\n", s->n_heads, s->n_kv_heads, s->head_dim);
+    fprintf(f, "vocab:          %d   max positions: %d\n", s->vocab, s->max_pos);
+    fprintf(f, "rope:           theta %g, scaling %s", (double)s->rope_theta, rope_names[s->rope_scaling]);
+    if (s->rope_scaling != MODEL_ROPE_NONE) fprintf(f, " (factor %g)", (double)s->rope_factor);
+    fprintf(f, "\nnorm:           rms, eps %g\n", (double)s->rms_eps);
+    fprintf(f, "embeddings:     %s\n", s->tied_embeddings ? "tied (lm_head = embed_tokens)" : "separate lm_head");
+    fprintf(f, "q/k/v bias:     %s\n", s->qkv_bias ? "yes" : "no");
+    if (s->quant_bits) fprintf(f, "quantization:   MLX affine %d-bit, group %d, %zu module overrides\n", s->quant_bits, s->quant_group_size, s->n_quant_overrides);
+    else fprintf(f, "quantization:   none\n");
+    fprintf(f, "formats:        embed %s, attention %s, mlp %s\n", weight_format(&m->embed, b1, sizeof b1),
+            weight_format(&m->layers[0].wq, b2, sizeof b2), weight_format(&m->layers[0].w_down, b3, sizeof b3));
+    fprintf(f, "parameters:     %" PRIu64 " (%.1f M)\n", m->n_params, (double)m->n_params / 1e6);
+    fprintf(f, "weight bytes:   %" PRIu64 " (%.1f MiB), files %" PRIu64 " bytes in %zu file(s)\n", m->weight_bytes,
+            (double)m->weight_bytes / 1048576.0, model_file_bytes(m), st_set_n_files(m->tensors));
+    fprintf(f, "decode reads:   %.1f MiB per token\n", (double)model_decode_bytes_per_token(m) / 1048576.0);
+    model_kv_geometry g = model_spec_kv_geometry(s);
+    fprintf(f, "kv geometry:    n_layers %d, n_kv_heads %d, head_dim %d, v_head_dim %d\n", g.n_layers, g.n_kv_heads, g.head_dim, g.v_head_dim);
+}

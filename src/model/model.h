@@ -1,0 +1,146 @@
+/* model.h - the door of the model room: config.json -> one model_spec, a
+ * model directory loaded and bound to weight views, and the forward pass
+ * over a batch of sequences.
+ *
+ * Each fact is derived once: the spec is parsed from config.json here, and
+ * the KV geometry is computed from it here (model_spec_kv_geometry), nowhere
+ * else. The weights are views into the mmapped safetensors files; loading
+ * validates every tensor's presence, dtype and shape against the spec, so
+ * the forward pass cannot fail.
+ *
+ * model/ sees KV storage only as kernel-level views (kn_kv_view): it never
+ * includes kv/ or engine/.
+ *
+ * Thread: model_load on any thread; a loaded model is immutable. The
+ * forward pass runs on the engine thread with its own model_run scratch.
+ */
+#ifndef SEM_MODEL_H
+#define SEM_MODEL_H
+
+#include "base/base.h"
+#include "kernels/kernels.h"
+
+#define MODEL_MAX_LAYERS 512
+#define MODEL_MAX_HIDDEN 65536
+#define MODEL_MAX_HEADS 1024
+#define MODEL_MAX_HEAD_DIM 1024
+#define MODEL_MAX_VOCAB 4194304
+#define MODEL_MAX_EOS 16
+#define MODEL_MAX_QUANT_OVERRIDES 4096
+#define MODEL_CONFIG_MAX_BYTES (4u * 1024u * 1024u)
+
+typedef enum model_arch {
+    MODEL_ARCH_LLAMA = 0, /* LlamaForCausalLM, MistralForCausalLM */
+    MODEL_ARCH_QWEN2,     /* Qwen2ForCausalLM: Llama + q/k/v biases */
+} model_arch;
+
+typedef enum model_rope_scaling {
+    MODEL_ROPE_NONE = 0,
+    MODEL_ROPE_LINEAR,
+    MODEL_ROPE_LLAMA3,
+} model_rope_scaling;
+
+/* One MLX per-module quantization override ("model.layers.0.mlp.down_proj":
+ * {"bits": 8, "group_size": 64}, or false for an unquantized module). */
+typedef struct model_quant_override {
+    char *module; /* owned */
+    int bits;     /* 0 = not quantized */
+    int group_size;
+} model_quant_override;
+
+typedef struct model_spec {
+    model_arch arch;
+    char arch_name[64];     /* architectures[0], e.g. "LlamaForCausalLM" */
+    char model_type[32];    /* "llama", "qwen2", ... */
+    int32_t n_layers;
+    int32_t hidden;         /* hidden_size */
+    int32_t n_heads;
+    int32_t n_kv_heads;
+    int32_t head_dim;       /* explicit head_dim, or hidden / n_heads */
+    int32_t v_head_dim;     /* = head_dim for Llama/Qwen2 */
+    int32_t intermediate;   /* intermediate_size */
+    int32_t vocab;
+    int32_t max_pos;        /* max_position_embeddings */
+    float rms_eps;
+    float rope_theta;
+    model_rope_scaling rope_scaling;
+    float rope_factor;           /* linear / llama3 */
+    float rope_low_freq_factor;  /* llama3 */
+    float rope_high_freq_factor; /* llama3 */
+    int32_t rope_orig_max_pos;   /* llama3: original_max_position_embeddings */
+    bool tied_embeddings;
+    bool qkv_bias;               /* Qwen2 */
+    /* MLX quantization: bits 0 = float weights. */
+    int quant_bits;
+    int quant_group_size;
+    model_quant_override *quant_overrides; /* owned; n_quant_overrides entries */
+    size_t n_quant_overrides;
+    int32_t bos_id;                 /* -1 if none */
+    int32_t eos_ids[MODEL_MAX_EOS]; /* from config.json eos_token_id */
+    int n_eos;
+} model_spec;
+
+/* Parses config.json of a model directory (path for messages). Range-checks
+ * every field; unknown architectures get SEM_EUNSUPPORTED. */
+sem_status model_spec_load(const char *dir, model_spec *out, sem_err *err);
+/* From an already parsed config object; `what` names it in errors. */
+sem_status model_spec_parse(const struct json_t *cfg, const char *what, model_spec *out,
+                            sem_err *err);
+void model_spec_fini(model_spec *s); /* frees overrides */
+/* The bits/group of one module ("model.layers.3.mlp.up_proj"). */
+void model_spec_module_quant(const model_spec *s, const char *module, int *bits, int *group_size);
+/* RoPE inverse frequencies with rope scaling folded in: head_dim/2 floats. */
+void model_spec_rope_inv_freq(const model_spec *s, float *out);
+
+/* What the KV cache of this model looks like; the cache tag derives from it. */
+typedef struct model_kv_geometry {
+    int32_t n_layers, n_kv_heads, head_dim, v_head_dim;
+} model_kv_geometry;
+model_kv_geometry model_spec_kv_geometry(const model_spec *s);
+
+/* ---- a loaded model --------------------------------------------------- */
+
+typedef struct model model; /* opaque; immutable after load */
+
+sem_status model_load(const char *dir, model **out, sem_err *err);
+void model_destroy(model *m); /* NULL ok; unmaps everything */
+const model_spec *model_get_spec(const model *m);
+const char *model_dir(const model *m);
+uint64_t model_n_params(const model *m);      /* logical parameters (dequantized count) */
+uint64_t model_weight_bytes(const model *m);  /* bytes of tensor data */
+uint64_t model_file_bytes(const model *m);    /* bytes of safetensors files */
+/* Bytes of weight data one decode step reads (every matrix once, plus one
+ * embedding row): the denominator of the decode roofline. */
+uint64_t model_decode_bytes_per_token(const model *m);
+/* The largest `cols` of any matmul (for kn_ctx_params.max_cols). */
+size_t model_max_matmul_cols(const model *m);
+/* Prints the spec, formats, parameter count and bytes (model inspect). */
+void model_describe(const model *m, FILE *f);
+
+/* ---- the forward pass ------------------------------------------------- */
+
+/* One sequence's part of a batch. Its KV for positions 0 .. pos0-1 is
+ * already stored; the forward stores K/V for its new tokens. */
+typedef struct model_seq {
+    const int32_t *tokens;   /* [n_tokens] token ids, each < vocab (checked by caller) */
+    size_t n_tokens;
+    int32_t pos0;            /* position of tokens[0] */
+    kn_kv_view kv;           /* layer 0's view; blocks must cover pos0 + n_tokens */
+    size_t kv_layer_stride;  /* bytes between consecutive layers' K (and V) regions */
+    bool all_logits;         /* logits for every new token, else only the last */
+    float *logits;           /* out: [all_logits ? n_tokens : 1][vocab] (borrowed);
+                                NULL = no logits (an intermediate prefill chunk) */
+} model_seq;
+
+/* Scratch activations ("RunState"), sized once for the largest batch. */
+typedef struct model_run model_run; /* opaque; Thread: engine */
+
+sem_status model_run_create(const model *m, size_t max_tokens, model_run **out, sem_err *err);
+void model_run_destroy(model_run *r); /* NULL ok */
+
+/* Runs every sequence's new tokens through the model in one pass (each
+ * weight matrix is read once per call) and writes their logits. The total
+ * of n_tokens must not exceed the run's max_tokens. */
+void model_forward(const model *m, kn_ctx *kc, model_run *run, model_seq *seqs, size_t n_seqs);
+
+#endif /* SEM_MODEL_H */
