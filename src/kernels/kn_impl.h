@@ -146,4 +146,27 @@ void kn_ref_scale(float *acc, float s, size_t n);
 /* Start of the row (token pos, kv head h) of K (or V) in a paged view. */
 const uint8_t *kn_kv_row_ptr(const kn_kv_view *kv, int32_t pos, int32_t h, bool is_v);
 
+/* AVX2 kernels (the x86 files named _avx2.c; call only when the CPU has AVX2+FMA+F16C).
+ * The AVX-512 table reuses the ones it does not replace. */
+void kn_avx2_quantize(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout);
+#define KN_MM_DECL(name)                                                                     \
+    void name(const kn_weight *w, size_t r0, size_t r1, const float *x, size_t ldx,          \
+              const kn_qx *qx, float *y, size_t ldy, size_t n_tokens)
+KN_MM_DECL(kn_avx2_mm_q4);
+KN_MM_DECL(kn_avx2_mm_q8);
+KN_MM_DECL(kn_avx2_mm_f32);
+KN_MM_DECL(kn_avx2_mm_f16);
+KN_MM_DECL(kn_avx2_mm_bf16);
+float kn_avx2_kv_dot_f32(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
+float kn_avx2_kv_dot_f16(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
+float kn_avx2_kv_dot_bf16(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
+float kn_avx2_kv_dot_q8(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
+float kn_avx2_kv_dot_q4(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
+void kn_avx2_kv_axpy_f32(float *acc, float p, const uint8_t *row, size_t dim);
+void kn_avx2_kv_axpy_f16(float *acc, float p, const uint8_t *row, size_t dim);
+void kn_avx2_kv_axpy_bf16(float *acc, float p, const uint8_t *row, size_t dim);
+void kn_avx2_kv_axpy_q8(float *acc, float p, const uint8_t *row, size_t dim);
+void kn_avx2_kv_axpy_q4(float *acc, float p, const uint8_t *row, size_t dim);
+void kn_avx2_scale(float *acc, float s, size_t n);
+
 #endif /* SEM_KN_IMPL_H */

@@ -1,0 +1,45 @@
+/* avx2_util.h - small AVX2/FMA/F16C helpers shared by the *_avx2.c files
+ * (include only from files compiled with the AVX2 target flags).
+ *
+ * Thread: any (pure inline functions).
+ */
+#ifndef SEM_KN_AVX2_UTIL_H
+#define SEM_KN_AVX2_UTIL_H
+
+#include "kernels/kn_impl.h"
+
+#include <immintrin.h>
+
+static inline float kn_hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 8 halves / bfloat16s at p (any alignment) as f32. */
+static inline __m256 kn_ld8_f16(const void *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+static inline __m256 kn_ld8_bf16(const void *p)
+{
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+/* Converts n scale/bias values starting at element i0 of p to f32. */
+static inline void kn_scales_f32(kn_dtype t, const void *p, size_t i0, size_t n, float *out)
+{
+    const uint8_t *b = p;
+    size_t i = 0;
+    if (t == KN_F16) {
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, kn_ld8_f16(b + 2 * (i0 + i)));
+    } else if (t == KN_BF16) {
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, kn_ld8_bf16(b + 2 * (i0 + i)));
+    }
+    for (; i < n; i++) out[i] = kn_scale_at(t, p, i0 + i);
+}
+
+#endif /* SEM_KN_AVX2_UTIL_H */
