@@ -1,11 +1,180 @@
-/* cmd_bench.c - the `semantic bench` command (placeholder until it lands). */
+/* cmd_bench.c - `semantic bench`: benchmarks that print figures (never
+ * tests). `bench model` measures prefill and decode speed and, in the same
+ * run, the machine's memory read bandwidth, and reports decode as a
+ * fraction of the roofline bandwidth / bytes-read-per-token. */
 #include "app/commands.h"
+#include "app/runtime.h"
+#include "engine/engine.h"
 
-#include <stdio.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct bench_opts {
+    const char *model_dir;
+    long prompt;
+    long decode;
+    long threads;
+    long mem_mb;
+    kn_kv_dtype kv_dtype;
+} bench_opts;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: semantic bench model --model DIR [options]\n\n"
+            "Prints prefill tok/s for a prompt, decode tok/s, the memory read bandwidth\n"
+            "measured in the same run (all threads, a buffer far larger than the caches),\n"
+            "and decode speed as a fraction of the roofline bandwidth / bytes per token.\n\n"
+            "  --model DIR       model directory (required)\n"
+            "  --prompt N        prompt tokens (default 512)\n"
+            "  --decode N        decoded tokens (default 128)\n"
+            "  --threads N       compute threads (default: one per core)\n"
+            "  --mem-mb N        bandwidth buffer size in MiB (default 1024)\n"
+            "  --kv-bits B       16 (default), 8 or 4\n");
+}
+
+typedef struct read_job {
+    const uint64_t *buf;
+    size_t n_words;
+    uint64_t sums[256];
+} read_job;
+
+static void read_shard(void *p, int ith, int nth)
+{
+    read_job *j = p;
+    size_t lo, hi;
+    tp_split(j->n_words, 64, ith, nth, &lo, &hi);
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = lo; i + 4 <= hi; i += 4) {
+        a += j->buf[i];
+        b ^= j->buf[i + 1];
+        c += j->buf[i + 2];
+        d ^= j->buf[i + 3];
+    }
+    j->sums[ith & 255] = a + b + c + d;
+}
+
+/* STREAM-like read bandwidth in GB/s: the best of several passes over a
+ * buffer much larger than the last-level cache, split across the pool. */
+static double measure_read_gbs(tp_pool *pool, size_t mb)
+{
+    size_t bytes = mb << 20;
+    uint64_t *words = sem_alloc_aligned(bytes);
+    if (!words) return 0;
+    read_job j = {.buf = words, .n_words = bytes / 8};
+    for (size_t i = 0; i < j.n_words; i += 512) words[i] = i; /* fault pages in */
+    double best = 0;
+    for (int pass = 0; pass < 6; pass++) {
+        double t0 = clk_now_s();
+        tp_run(pool, read_shard, &j);
+        double gbs = (double)bytes / (clk_now_s() - t0) / 1e9;
+        if (gbs > best) best = gbs;
+    }
+    sem_free_aligned(words);
+    return best;
+}
+
+static int parse_opts(int argc, char **argv, bench_opts *o)
+{
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
+        {"decode", required_argument, 0, 'd'}, {"threads", required_argument, 0, 'j'},
+        {"mem-mb", required_argument, 0, 'M'}, {"kv-bits", required_argument, 0, 'b'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+    };
+    *o = (bench_opts){.prompt = 512, .decode = 128, .mem_mb = 1024, .kv_dtype = KN_KV_F16};
+    int c;
+    long v = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 'm': o->model_dir = optarg; break;
+        case 'p': ok = app_parse_long(optarg, 1, 1 << 20, &o->prompt); break;
+        case 'd': ok = app_parse_long(optarg, 1, 1 << 20, &o->decode); break;
+        case 'j': ok = app_parse_long(optarg, 1, 256, &o->threads); break;
+        case 'M': ok = app_parse_long(optarg, 64, 1 << 16, &o->mem_mb); break;
+        case 'b':
+            ok = app_parse_long(optarg, 4, 16, &v) && (v == 4 || v == 8 || v == 16);
+            o->kv_dtype = v == 8 ? KN_KV_Q8 : v == 4 ? KN_KV_Q4 : KN_KV_F16;
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "semantic bench: bad value '%s'\n", optarg);
+            return 2;
+        }
+    }
+    if (!o->model_dir) {
+        fprintf(stderr, "semantic bench model: --model is required (see --help)\n");
+        return 2;
+    }
+    return -1;
+}
+
+static int bench_model(const bench_opts *o)
+{
+    sem_err err;
+    app_runtime rt;
+    if (app_runtime_open(&rt, o->model_dir, (int)o->threads, 512, &err)) {
+        fprintf(stderr, "semantic bench: %s\n", err.msg);
+        app_runtime_close(&rt);
+        return 1;
+    }
+    const model_spec *s = model_get_spec(rt.m);
+    eng_runner_params rp = eng_runner_default_params();
+    rp.max_ctx = (size_t)(o->prompt + o->decode + 1);
+    rp.kv_dtype = o->kv_dtype;
+    eng_runner *r = NULL;
+    float *logits = sem_calloc((size_t)s->vocab, sizeof(float));
+    int32_t *prompt = sem_calloc((size_t)o->prompt, sizeof(int32_t));
+    sem_status st = logits && prompt ? eng_runner_create(rt.m, rt.kc, &rp, &r, &err)
+                                     : sem_errf(&err, SEM_ENOMEM, "out of memory");
+    eng_rng rng;
+    eng_rng_seed(&rng, 1);
+    for (long i = 0; prompt && i < o->prompt; i++) prompt[i] = (int32_t)(eng_rng_next(&rng) % (uint64_t)s->vocab);
+    double gbs = measure_read_gbs(rt.pool, (size_t)o->mem_mb);
+    double t0 = clk_now_s();
+    if (!st) st = eng_runner_feed(r, prompt, (size_t)o->prompt, false, logits, &err);
+    double t_prefill = clk_now_s() - t0;
+    double t1 = clk_now_s();
+    for (long i = 0; !st && i < o->decode; i++) {
+        int32_t tok = eng_argmax(logits, (size_t)s->vocab);
+        st = eng_runner_feed(r, &tok, 1, false, logits, &err);
+    }
+    double t_decode = clk_now_s() - t1;
+    if (!st) {
+        double bpt = (double)model_decode_bytes_per_token(rt.m);
+        double roof = gbs * 1e9 / bpt, dec = (double)o->decode / t_decode;
+        printf("model:        %s (%.1fM params, %s kernels, %d threads)\n", o->model_dir,
+               (double)model_n_params(rt.m) / 1e6, kn_ctx_isa(rt.kc), tp_n_threads(rt.pool));
+        printf("prefill:      %ld tokens in %.0f ms = %.1f tok/s\n", o->prompt, t_prefill * 1e3, (double)o->prompt / t_prefill);
+        printf("decode:       %ld tokens in %.0f ms = %.1f tok/s\n", o->decode, t_decode * 1e3, dec);
+        printf("memory read:  %.2f GB/s (STREAM-like, %ld MiB buffer)\n", gbs, o->mem_mb);
+        printf("bytes/token:  %.1f MiB of weights read per decoded token\n", bpt / 1048576.0);
+        printf("roofline:     %.1f tok/s; decode reaches %.1f%% of it\n", roof, 100.0 * dec / roof);
+    }
+    eng_runner_destroy(r);
+    free(logits);
+    free(prompt);
+    app_runtime_close(&rt);
+    if (st) fprintf(stderr, "semantic bench: %s\n", err.msg);
+    return st ? 1 : 0;
+}
 
 int app_cmd_bench(int argc, char **argv)
 {
-    (void)argc;
-    fprintf(stderr, "semantic %s: not implemented yet\n", argv[0]);
-    return 1;
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "model") != 0) {
+        fprintf(stderr, "semantic bench: unknown benchmark '%s' (see --help)\n", argv[1]);
+        return 2;
+    }
+    bench_opts o;
+    int rc = parse_opts(argc - 1, argv + 1, &o);
+    return rc >= 0 ? rc : bench_model(&o);
 }
