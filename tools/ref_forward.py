@@ -11,6 +11,8 @@ Output contract (stable; the engine's tests rely on it):
                  no stop at EOS) printed on stdout as "greedy: 5,7,..."; the
                  smallest top-1/top-2 gap over the steps goes to stderr.
   --greedy-out F the logits each greedy choice was made from, [N][vocab] f32.
+  --gaps         with --greedy: "gaps: 1.234567,..." top-1 minus top-2 logit of
+                 each greedy step, to skip steps too close to call.
   --top K        "top: id:logit,id:logit,..." for the last prompt position.
 Exit status 0 on success, 2 on bad arguments or a model it cannot read.
 
@@ -65,6 +67,10 @@ def parse_args(argv):
                    help="also decode N tokens greedily; prints 'greedy: a,b,...'")
     p.add_argument("--greedy-out", metavar="FILE",
                    help="write the logits of each greedy step, [N][vocab] float32")
+    p.add_argument("--gaps", action="store_true",
+                   help="with --greedy: print 'gaps: g1,g2,...', the top-1 minus top-2 "
+                        "logit of each greedy step (where a tiny gap makes a different "
+                        "choice by another implementation plausible)")
     p.add_argument("--top", type=int, default=0, metavar="K",
                    help="print the top K (id:logit) of the last prompt position")
     p.add_argument("--f32-weights", action="store_true",
@@ -104,6 +110,8 @@ def main(argv=None):
     if a.greedy:
         gen, steps = model.greedy(ids, a.greedy, cache, logits[-1:])
         print("greedy: " + ",".join(str(t) for t in gen))
+        if a.gaps:
+            print("gaps: " + ",".join("%.6f" % g for g in reference.top2_gap(steps)))
         log("greedy min top1-top2 gap %.4f" % float(reference.top2_gap(steps).min()))
         if a.greedy_out:
             steps.astype("<f4").tofile(a.greedy_out)
