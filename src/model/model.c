@@ -92,7 +92,14 @@ sem_status model_bind_matrix(model *m, const char *name, size_t rows, size_t col
     if (cols > m->max_cols) m->max_cols = cols;
     uint64_t before = m->weight_bytes;
     sem_status st;
+    char scales[512];
+    snprintf(scales, sizeof scales, "%s.scales", name);
+    /* mlx-lm leaves some modules float without listing them in the
+     * quantization block; like its loader, a module without scales is
+     * float. (A block on an all-float model is still rejected at the end.) */
+    if (bits && st_set_index(m->tensors, scales) < 0) bits = 0;
     if (bits) {
+        m->n_quantized++;
         st = bind_quantized(m, name, rows, cols, bits, gs, out, err);
     } else {
         char key[512];
@@ -157,6 +164,10 @@ sem_status model_load(const char *dir, model **out, sem_err *err)
     }
     model_spec_rope_inv_freq(&m->spec, m->rope_inv_freq);
     if ((st = m->ops->bind(m, err)) || (st = check_all_bound(m, err))) goto fail;
+    if (m->spec.quant_bits && m->n_quantized == 0) {
+        st = sem_errf(err, SEM_ECORRUPT, "%s: config.json's quantization block says %d-bit, but no tensor has scales and biases; the quantization block disagrees with the tensors", dir, m->spec.quant_bits);
+        goto fail;
+    }
     *out = m;
     return SEM_OK;
 fail:

@@ -41,6 +41,7 @@ struct model {
     uint64_t matrix_bytes;     /* bytes of all matrices, embedding included */
     uint64_t embed_bytes;      /* bytes of the embedding matrix */
     size_t max_cols;
+    size_t n_quantized;        /* matrices bound as MLX-quantized */
 };
 
 /* Scratch activations for up to max_tokens tokens per forward call.

@@ -184,6 +184,9 @@ static sem_status parse_quant(const json_t *cfg, const char *what, model_spec *s
     if ((st = get_int(q, what, "bits", 1, 16, -1, &bits, err)) || (st = get_int(q, what, "group_size", 1, 4096, -1, &gs, err)) ||
         (st = check_quant(what, NULL, bits, gs, err)))
         return st;
+    const char *mode = json_string_value(json_object_get(q, "mode"));
+    if (mode && strcmp(mode, "affine") != 0)
+        return sem_errf(err, SEM_EUNSUPPORTED, "%s: quantization mode \"%.32s\" is not supported (affine)", what, mode);
     s->quant_bits = bits;
     s->quant_group_size = gs;
     s->quant_overrides = sem_calloc(json_object_size(q), sizeof *s->quant_overrides);

@@ -136,7 +136,7 @@ CASES = [
     ("quantization bits disagree", "q4", edit_config(set_quant(8, 64)), [ST, "quantization block disagrees"]),
     ("quantization group disagrees", "q4", edit_config(set_quant(4, 32)), [ST, "quantization block disagrees"]),
     ("quantization block missing", "q4", edit_config(unset_quant), [ST, "U32", "no quantization block"]),
-    ("quantization block on float weights", "f32", edit_config(set_quant(4, 64)), [ST, "quantization block disagrees"]),
+    ("quantization block on float weights", "f32", edit_config(set_quant(4, 64)), ["config.json", "no tensor has scales", "quantization block disagrees"]),
     ("unsupported bits", "q4", edit_config(set_quant(3, 64)), ["config.json", "bits 3"]),
     ("bad index.json", "f32", write_file("model.safetensors.index.json", "{\"weight_map\": {\"x\": \"../../etc/passwd\"}}"), ["bad shard file name", "passwd"]),
 ]

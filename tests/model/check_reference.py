@@ -44,10 +44,21 @@ def run(cmd):
     return p.stdout
 
 
-def model_dir(arch, dtype, group):
-    name = f"{arch}-{dtype}" + (f"-g{group}" if dtype in ("q4", "q8") else "")
+# Layout variants beyond plain arch x format: MLX per-module overrides (an
+# 8-bit module and a float module inside a q4 model) and a sharded model.
+VARIANTS = {
+    "mixed": ["--quant-override", "model.layers.0.mlp.down_proj=8:64",
+              "--quant-override", "model.layers.1.self_attn.o_proj=none",
+              "--quant-override", "model.layers.1.mlp.up_proj=false"],
+    "sharded": ["--shards", "3"],
+}
+
+
+def model_dir(arch, dtype, group, variant=None):
+    name = f"{arch}-{dtype}" + (f"-g{group}" if dtype in ("q4", "q8") else "") + (f"-{variant}" if variant else "")
     out = os.path.join(MODELS, name)
     extra = ["--rope-scaling", "llama3"] if arch == "llama" else []
+    extra += VARIANTS.get(variant, [])
     if dtype in ("q4", "q8"):
         extra += ["--group-size", str(group)]
     if arch == "qwen2":
@@ -105,21 +116,22 @@ def main():
     os.makedirs(MODELS, exist_ok=True)
     tmp = os.path.join(BUILD, "tmp-check-reference")
     os.makedirs(tmp, exist_ok=True)
-    cases = [("f32", 0), ("f16", 0), ("bf16", 0), ("q4", 32), ("q4", 64), ("q8", 32), ("q8", 64), ("q4", 128)]
+    cases = [("f32", 0, None), ("f16", 0, None), ("bf16", 0, None), ("q4", 32, None), ("q4", 64, None),
+             ("q8", 32, None), ("q8", 64, None), ("q4", 128, None), ("q4", 64, "mixed"), ("bf16", 0, "sharded")]
     if quick:
-        cases = [("f32", 0), ("bf16", 0), ("q4", 64), ("q8", 32)]
+        cases = [("f32", 0, None), ("bf16", 0, None), ("q4", 64, "mixed"), ("q8", 32, None)]
     lengths = [1, 7, 300] if not quick else [1, 7, 40]
     failures = 0
-    print(f"{'arch':6} {'format':8} {'prompt':>6} {'max rel err':>12} {'tol':>8}  greedy-32")
+    print(f"{'arch':6} {'format':12} {'prompt':>6} {'max rel err':>12} {'tol':>8}  greedy-32")
     for arch in ("llama", "qwen2"):
-        for dtype, group in cases:
-            model = model_dir(arch, dtype, group)
+        for dtype, group, variant in cases:
+            model = model_dir(arch, dtype, group, variant)
             for n in lengths:
-                fmt = dtype + (f"g{group}" if group else "")
+                fmt = dtype + (f"g{group}" if group else "") + (f"-{variant}" if variant else "")
                 rel, same, rg, og = compare(model, prompt(n, n), TOL[dtype], tmp, f"{arch} {fmt} n={n}")
                 ok = rel <= TOL[dtype] and same
                 failures += not ok
-                print(f"{arch:6} {fmt:8} {n:6d} {rel:12.3e} {TOL[dtype]:8.0e}  {'identical' if same else 'DIFFERENT'}"
+                print(f"{arch:6} {fmt:12} {n:6d} {rel:12.3e} {TOL[dtype]:8.0e}  {'identical' if same else 'DIFFERENT'}"
                       + ("" if ok else "   <-- FAIL"))
                 if not same:
                     print(f"   ref: {rg}\n   our: {og}")
