@@ -20,9 +20,10 @@
  * Per token t (row stride `cols` bytes for q, cols/8 floats for d,
  * cols/group_size floats for gsum):
  *   q     int8 [cols], per 32-element block x ~= d_block * q
- *         (Q4 layout: each 64-element chunk stored as its 32 even
- *         elements then its 32 odd ones; a trailing 32-block as its 16
- *         even then 16 odd; Q8 layout: natural order)
+ *         (Q4 layouts: each piece of P elements stored as its P/2 even
+ *         elements then its P/2 odd ones, P = 64 (AVX2) or 128
+ *         (AVX-512); a shorter tail piece (64 or 32) likewise. Q8:
+ *         natural order)
  *   d     f32 [cols/32][4]: each block's scale repeated 4 times, so one
  *         256-bit load gives the per-lane scales of a 64-element chunk
  *   gsum  f32 [cols/group_size]: exact f32 sums of x over each weight
@@ -39,8 +40,9 @@ typedef struct kn_qx {
 
 /* Quantization layout the integer kernels want. */
 typedef enum kn_qx_layout {
-    KN_QX_PERMUTED = 0, /* Q4: evens then odds per 64-chunk */
+    KN_QX_PERMUTED = 0, /* Q4: evens then odds per 64-element piece */
     KN_QX_NATURAL,      /* Q8 */
+    KN_QX_PERMUTED128,  /* Q4: evens then odds per 128-element piece */
 } kn_qx_layout;
 
 /* Matmul over the row range [r0, r1) of w for n_tokens tokens.
@@ -66,6 +68,7 @@ typedef struct kn_ops {
     const char *isa;              /* "ref", "avx2", "avx512" */
     bool uses_qx;                 /* Q4/Q8 kernels read quantized activations */
     kn_quant_fn quantize;         /* NULL when !uses_qx */
+    kn_qx_layout q4_layout;       /* what the Q4 kernel reads */
     kn_mm_fn mm[KN_N_DTYPES];     /* indexed by kn_dtype */
     kn_kv_dot_fn kv_dot[KN_N_KV_DTYPES];   /* indexed by kn_kv_dtype */
     kn_kv_axpy_fn kv_axpy[KN_N_KV_DTYPES];
@@ -168,5 +171,10 @@ void kn_avx2_kv_axpy_bf16(float *acc, float p, const uint8_t *row, size_t dim);
 void kn_avx2_kv_axpy_q8(float *acc, float p, const uint8_t *row, size_t dim);
 void kn_avx2_kv_axpy_q4(float *acc, float p, const uint8_t *row, size_t dim);
 void kn_avx2_scale(float *acc, float s, size_t n);
+
+/* AVX-512 kernels (x86 files named _avx512.c; call only when the CPU has
+ * AVX512F/BW/VL and VNNI). */
+KN_MM_DECL(kn_avx512_mm_q4);
+KN_MM_DECL(kn_avx512_mm_q8);
 
 #endif /* SEM_KN_IMPL_H */

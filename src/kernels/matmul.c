@@ -62,7 +62,7 @@ void kn_matmul(kn_ctx *kc, const kn_weight *w, const float *x, size_t ldx, float
         size_t n = n_tokens - t0 < slice ? n_tokens - t0 : slice;
         mm_job j = {
             .ops = kc->ops, .w = w, .x = x + t0 * ldx, .ldx = ldx, .qx = &kc->qx,
-            .layout = w->dtype == KN_Q4 ? KN_QX_PERMUTED : KN_QX_NATURAL,
+            .layout = w->dtype == KN_Q4 ? kc->ops->q4_layout : KN_QX_NATURAL,
             .y = y + t0 * ldy, .ldy = ldy, .n_tokens = n,
         };
         if (quant) {

@@ -39,7 +39,11 @@ static inline void kn_scales_f32(kn_dtype t, const void *p, size_t i0, size_t n,
     } else if (t == KN_BF16) {
         for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, kn_ld8_bf16(b + 2 * (i0 + i)));
     }
-    for (; i < n; i++) out[i] = kn_scale_at(t, p, i0 + i);
+    if (t == KN_F16) {
+        for (; i < n; i++) out[i] = _cvtsh_ss(kn_ld_u16(b, i0 + i));
+    } else {
+        for (; i < n; i++) out[i] = kn_scale_at(t, p, i0 + i);
+    }
 }
 
 #endif /* SEM_KN_AVX2_UTIL_H */

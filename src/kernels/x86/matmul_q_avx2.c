@@ -92,6 +92,15 @@ void kn_avx2_quantize(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout)
         _mm256_storeu_si256((__m256i *)(q + 32 * (b - 2)), _mm256_permute2x128_si256(a, c, 0x20));
         _mm256_storeu_si256((__m256i *)(q + 32 * (b - 1)), _mm256_permute2x128_si256(a, c, 0x31));
     }
+    if (layout == KN_QX_PERMUTED128) {
+        /* two 64-pieces [e0 o0][e1 o1] -> one 128-piece [e0 e1][o0 o1] */
+        for (size_t c = 0; c + 128 <= cols; c += 128) {
+            __m256i o0 = _mm256_loadu_si256((const __m256i *)(q + c + 32));
+            __m256i e1 = _mm256_loadu_si256((const __m256i *)(q + c + 64));
+            _mm256_storeu_si256((__m256i *)(q + c + 32), e1);
+            _mm256_storeu_si256((__m256i *)(q + c + 64), o0);
+        }
+    }
 }
 
 /* ---- shared pieces ------------------------------------------------------------ */
@@ -103,8 +112,8 @@ typedef struct q_args {
     size_t ng;                  /* groups per row */
 } q_args;
 
-/* acc += sum over groups [g0, g0 + gn) of bias'[g] * X_t[g], where bias' is
- * bi[g] (+ 128 * sc[g] for Q8). */
+/* acc + sum over groups [0, gn) of bias'[g] * X[g], where bias' is bi[g]
+ * (+ 128 * sc[g] for Q8, see the top comment). */
 KN_INLINE __m256 bias_term(__m256 acc, const float *bi, const float *sc, bool q8,
                            const float *gsum, size_t gn)
 {
@@ -119,84 +128,169 @@ KN_INLINE __m256 bias_term(__m256 acc, const float *bi, const float *sc, bool q8
     return _mm256_add_ps(acc, _mm256_setr_ps(rest, 0, 0, 0, 0, 0, 0, 0));
 }
 
+/* Scales and biases of groups [g0, g0 + gn) of row r, as f32. */
+KN_INLINE void load_sb(const kn_weight *w, size_t ng, size_t r, size_t g0, size_t gn, float *sc,
+                       float *bi)
+{
+    kn_scales_f32(w->scale_dtype, w->scales, r * ng + g0, gn, sc);
+    kn_scales_f32(w->scale_dtype, w->biases, r * ng + g0, gn, bi);
+}
+
 /* ---- Q4 ------------------------------------------------------------------------- */
 
-/* R rows from r, T tokens from t0 (R * T <= 4 accumulators' worth). */
-KN_INLINE void q4_tile(const q_args *a, size_t r, size_t t0, float *y, size_t ldy, int R, int T)
+/* Integer dot of one 64-element chunk (32 weight bytes at wp) with the
+ * evens/odds activations, as 8 f32 lanes: lanes 0-3 hold the first
+ * 32-block's partial sums, lanes 4-7 the second's. */
+KN_INLINE __m256 q4_isum(const uint8_t *wp, __m256i xe, __m256i xo)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i wv = _mm256_loadu_si256((const __m256i *)wp);
+    __m256i lo = _mm256_and_si256(wv, m4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), m4);
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xe), _mm256_maddubs_epi16(hi, xo));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+/* The same for a lone trailing 32-block (16 weight bytes), in lanes 0-3. */
+KN_INLINE __m256 q4_isum_half(const uint8_t *wp, const int8_t *xq)
+{
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m128i wv = _mm_loadu_si128((const __m128i *)wp);
+    __m128i lo = _mm_and_si128(wv, m4);
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(wv, 4), m4);
+    __m128i xe = _mm_loadu_si128((const __m128i *)xq);
+    __m128i xo = _mm_loadu_si128((const __m128i *)(xq + 16));
+    __m128i p = _mm_add_epi16(_mm_maddubs_epi16(lo, xe), _mm_maddubs_epi16(hi, xo));
+    __m128 f = _mm_cvtepi32_ps(_mm_madd_epi16(p, _mm_set1_epi16(1)));
+    return _mm256_insertf128_ps(_mm256_setzero_ps(), f, 0);
+}
+
+/* Per-lane group scales of the chunk starting at group g: for GS 32 the
+ * chunk spans groups g and g+1. */
+KN_INLINE __m256 chunk_scale(const float *sc, size_t g, size_t GS)
+{
+    if (GS == 32) return _mm256_set_m128(_mm_broadcast_ss(sc + g + 1), _mm_broadcast_ss(sc + g));
+    return _mm256_broadcast_ss(sc + g);
+}
+
+/* Decode: 4 rows from r, one token. Accumulators stay in registers. */
+KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS)
 {
     const kn_weight *w = a->w;
     const kn_qx *qx = a->qx;
-    size_t cols = w->cols, gs = (size_t)w->group_size, nbd = cols / 8, ng = a->ng;
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[4][4];
+    size_t ng = a->ng, rb = a->rb;
+    const uint8_t *w0 = (const uint8_t *)w->data + r * rb;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     float sc[4][SEG], bi[4][SEG];
-#pragma GCC unroll 4
-    for (int i = 0; i < R; i++)
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) acc[i][t] = _mm256_setzero_ps();
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
         size_t gn = ng - g0 < SEG ? ng - g0 : SEG;
-#pragma GCC unroll 4
-        for (int i = 0; i < R; i++) {
-            kn_scales_f32(w->scale_dtype, w->scales, (r + (size_t)i) * ng + g0, gn, sc[i]);
-            kn_scales_f32(w->scale_dtype, w->biases, (r + (size_t)i) * ng + g0, gn, bi[i]);
-#pragma GCC unroll 4
-            for (int t = 0; t < T; t++)
-                acc[i][t] = bias_term(acc[i][t], bi[i], sc[i], false,
-                                      qx->gsum + (t0 + (size_t)t) * ng + g0, gn);
+        for (int i = 0; i < 4; i++) load_sb(w, ng, r + (size_t)i, g0, gn, sc[i], bi[i]);
+        const float *gs = qx->gsum + g0;
+        a0 = bias_term(a0, bi[0], sc[0], false, gs, gn);
+        a1 = bias_term(a1, bi[1], sc[1], false, gs, gn);
+        a2 = bias_term(a2, bi[2], sc[2], false, gs, gn);
+        a3 = bias_term(a3, bi[3], sc[3], false, gs, gn);
+        size_t c = g0 * GS, c_end = (g0 + gn) * GS;
+        size_t step = GS == 32 ? 2 : 1; /* groups per scale fetch */
+        for (size_t g = 0; c + 64 <= c_end; g += step) {
+            __m256 s0 = chunk_scale(sc[0], g, GS), s1 = chunk_scale(sc[1], g, GS);
+            __m256 s2 = chunk_scale(sc[2], g, GS), s3 = chunk_scale(sc[3], g, GS);
+            for (size_t k = 0; k < (GS == 128 ? 2 : 1); k++, c += 64) {
+                const int8_t *xq = qx->q + c;
+                __m256i xe = _mm256_loadu_si256((const __m256i *)xq);
+                __m256i xo = _mm256_loadu_si256((const __m256i *)(xq + 32));
+                __m256 d = _mm256_loadu_ps(qx->d + c / 8);
+                const uint8_t *wp = w0 + c / 2;
+                a0 = _mm256_fmadd_ps(q4_isum(wp, xe, xo), _mm256_mul_ps(d, s0), a0);
+                a1 = _mm256_fmadd_ps(q4_isum(wp + rb, xe, xo), _mm256_mul_ps(d, s1), a1);
+                a2 = _mm256_fmadd_ps(q4_isum(wp + 2 * rb, xe, xo), _mm256_mul_ps(d, s2), a2);
+                a3 = _mm256_fmadd_ps(q4_isum(wp + 3 * rb, xe, xo), _mm256_mul_ps(d, s3), a3);
+            }
         }
-        size_t c0 = g0 * gs, c1 = (g0 + gn) * gs, c = c0;
-        for (; c + 64 <= c1; c += 64) {
-            size_t gl = (c - c0) / gs;
+        if (c < c_end) { /* GS 32 with an odd block count: the last block */
+            size_t g = gn - 1;
+            float d = qx->d[c / 8];
+            const uint8_t *wp = w0 + c / 2;
+            a0 = _mm256_fmadd_ps(q4_isum_half(wp, qx->q + c), _mm256_set1_ps(d * sc[0][g]), a0);
+            a1 = _mm256_fmadd_ps(q4_isum_half(wp + rb, qx->q + c), _mm256_set1_ps(d * sc[1][g]), a1);
+            a2 = _mm256_fmadd_ps(q4_isum_half(wp + 2 * rb, qx->q + c), _mm256_set1_ps(d * sc[2][g]), a2);
+            a3 = _mm256_fmadd_ps(q4_isum_half(wp + 3 * rb, qx->q + c), _mm256_set1_ps(d * sc[3][g]), a3);
+        }
+    }
+    y[r] = kn_hsum256(a0);
+    y[r + 1] = kn_hsum256(a1);
+    y[r + 2] = kn_hsum256(a2);
+    y[r + 3] = kn_hsum256(a3);
+}
+
+/* One row, NT (1 or 4) tokens from t0: each weight chunk is loaded once
+ * and used for every token of the tile. */
+KN_INLINE void q4_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t ldy, int NT,
+                         size_t GS)
+{
+    const kn_weight *w = a->w;
+    const kn_qx *qx = a->qx;
+    size_t ng = a->ng, cols = w->cols, nbd = cols / 8;
+    const uint8_t *wr = (const uint8_t *)w->data + r * a->rb;
+    const int8_t *x0 = qx->q + t0 * cols;
+    const float *d0 = qx->d + t0 * nbd;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float sc[SEG], bi[SEG];
+    for (size_t g0 = 0; g0 < ng; g0 += SEG) {
+        size_t gn = ng - g0 < SEG ? ng - g0 : SEG;
+        load_sb(w, ng, r, g0, gn, sc, bi);
 #pragma GCC unroll 4
-            for (int i = 0; i < R; i++) {
-                __m256 s = gs == 32 ? _mm256_set_m128(_mm_broadcast_ss(&sc[i][gl + 1]),
-                                                      _mm_broadcast_ss(&sc[i][gl]))
-                                    : _mm256_broadcast_ss(&sc[i][gl]);
-                const uint8_t *wp = (const uint8_t *)w->data + (r + (size_t)i) * a->rb + c / 2;
-                __m256i wv = _mm256_loadu_si256((const __m256i *)wp);
+        for (int t = 0; t < NT; t++)
+            acc[t] = bias_term(acc[t], bi, sc, false, qx->gsum + (t0 + (size_t)t) * ng + g0, gn);
+        size_t c = g0 * GS, c_end = (g0 + gn) * GS;
+        size_t step = GS == 32 ? 2 : 1;
+        for (size_t g = 0; c + 64 <= c_end; g += step) {
+            __m256 s = chunk_scale(sc, g, GS);
+            for (size_t k = 0; k < (GS == 128 ? 2 : 1); k++, c += 64) {
+                const __m256i m4 = _mm256_set1_epi8(0x0f);
+                __m256i wv = _mm256_loadu_si256((const __m256i *)(wr + c / 2));
                 __m256i lo = _mm256_and_si256(wv, m4);
                 __m256i hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), m4);
 #pragma GCC unroll 4
-                for (int t = 0; t < T; t++) {
-                    const int8_t *xq = qx->q + (t0 + (size_t)t) * cols + c;
+                for (int t = 0; t < NT; t++) {
+                    const int8_t *xq = x0 + (size_t)t * cols + c;
                     __m256i xe = _mm256_loadu_si256((const __m256i *)xq);
                     __m256i xo = _mm256_loadu_si256((const __m256i *)(xq + 32));
-                    __m256 dx = _mm256_loadu_ps(qx->d + (t0 + (size_t)t) * nbd + c / 8);
                     __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xe),
                                                  _mm256_maddubs_epi16(hi, xo));
-                    __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                    acc[i][t] = _mm256_fmadd_ps(f, _mm256_mul_ps(dx, s), acc[i][t]);
+                    __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+                    __m256 d = _mm256_loadu_ps(d0 + (size_t)t * nbd + c / 8);
+                    acc[t] = _mm256_fmadd_ps(f, _mm256_mul_ps(d, s), acc[t]);
                 }
             }
         }
-        if (c < c1) { /* the trailing 32-block of a row with an odd block count */
-            size_t gl = (c - c0) / gs;
+        if (c < c_end) {
 #pragma GCC unroll 4
-            for (int i = 0; i < R; i++) {
-                const uint8_t *wp = (const uint8_t *)w->data + (r + (size_t)i) * a->rb + c / 2;
-                __m128i wv = _mm_loadu_si128((const __m128i *)wp);
-                __m128i lo = _mm_and_si128(wv, _mm256_castsi256_si128(m4));
-                __m128i hi = _mm_and_si128(_mm_srli_epi16(wv, 4), _mm256_castsi256_si128(m4));
-#pragma GCC unroll 4
-                for (int t = 0; t < T; t++) {
-                    const int8_t *xq = qx->q + (t0 + (size_t)t) * cols + c;
-                    __m128i xe = _mm_loadu_si128((const __m128i *)xq);
-                    __m128i xo = _mm_loadu_si128((const __m128i *)(xq + 16));
-                    __m128i p = _mm_add_epi16(_mm_maddubs_epi16(lo, xe), _mm_maddubs_epi16(hi, xo));
-                    __m128 f = _mm_cvtepi32_ps(_mm_madd_epi16(p, _mm256_castsi256_si128(ones)));
-                    float ds = qx->d[(t0 + (size_t)t) * nbd + c / 8] * sc[i][gl];
-                    __m256 f8 = _mm256_insertf128_ps(_mm256_setzero_ps(), f, 0);
-                    acc[i][t] = _mm256_fmadd_ps(f8, _mm256_set1_ps(ds), acc[i][t]);
-                }
+            for (int t = 0; t < NT; t++) {
+                float d = d0[(size_t)t * nbd + c / 8] * sc[gn - 1];
+                acc[t] = _mm256_fmadd_ps(q4_isum_half(wr + c / 2, x0 + (size_t)t * cols + c),
+                                         _mm256_set1_ps(d), acc[t]);
             }
         }
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < R; i++)
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) y[(t0 + (size_t)t) * ldy + r + (size_t)i] = kn_hsum256(acc[i][t]);
+    for (int t = 0; t < NT; t++) y[(t0 + (size_t)t) * ldy + r] = kn_hsum256(acc[t]);
+}
+
+KN_INLINE void mm_q4_gs(const q_args *a, size_t r0, size_t r1, float *y, size_t ldy,
+                        size_t n_tokens, size_t GS)
+{
+    if (n_tokens == 1) {
+        size_t r = r0;
+        for (; r + 4 <= r1; r += 4) q4_rows4(a, r, y, GS);
+        for (; r < r1; r++) q4_tokens(a, r, 0, y, ldy, 1, GS);
+        return;
+    }
+    for (size_t r = r0; r < r1; r++) {
+        size_t t = 0;
+        for (; t + 4 <= n_tokens; t += 4) q4_tokens(a, r, t, y, ldy, 4, GS);
+        for (; t < n_tokens; t++) q4_tokens(a, r, t, y, ldy, 1, GS);
+    }
 }
 
 void kn_avx2_mm_q4(const kn_weight *w, size_t r0, size_t r1, const float *x, size_t ldx,
@@ -204,67 +298,111 @@ void kn_avx2_mm_q4(const kn_weight *w, size_t r0, size_t r1, const float *x, siz
 {
     (void)x, (void)ldx;
     q_args a = {.w = w, .qx = qx, .rb = w->cols / 2, .ng = w->cols / (size_t)w->group_size};
-    if (n_tokens == 1) {
-        size_t r = r0;
-        for (; r + 4 <= r1; r += 4) q4_tile(&a, r, 0, y, ldy, 4, 1);
-        for (; r < r1; r++) q4_tile(&a, r, 0, y, ldy, 1, 1);
-        return;
-    }
-    for (size_t r = r0; r < r1; r++) {
-        size_t t = 0;
-        for (; t + 4 <= n_tokens; t += 4) q4_tile(&a, r, t, y, ldy, 1, 4);
-        for (; t < n_tokens; t++) q4_tile(&a, r, t, y, ldy, 1, 1);
-    }
+    if (w->group_size == 32) mm_q4_gs(&a, r0, r1, y, ldy, n_tokens, 32);
+    else if (w->group_size == 64) mm_q4_gs(&a, r0, r1, y, ldy, n_tokens, 64);
+    else mm_q4_gs(&a, r0, r1, y, ldy, n_tokens, 128);
 }
 
 /* ---- Q8 ------------------------------------------------------------------------- */
 
-KN_INLINE void q8_tile(const q_args *a, size_t r, size_t t0, float *y, size_t ldy, int R, int T)
+/* Integer dot of one 32-block (32 weight bytes) with its activations, via
+ * |q - 128| x sign(xq, q - 128), as 8 f32 lanes. */
+KN_INLINE __m256 q8_isum(const uint8_t *wp, __m256i xv)
+{
+    __m256i ws = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)wp), _mm256_set1_epi8((char)0x80));
+    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(ws), _mm256_sign_epi8(xv, ws));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+KN_INLINE void q8_rows4(const q_args *a, size_t r, float *y, size_t GS)
 {
     const kn_weight *w = a->w;
     const kn_qx *qx = a->qx;
-    size_t cols = w->cols, gs = (size_t)w->group_size, nbd = cols / 8, ng = a->ng;
-    const __m256i bias8 = _mm256_set1_epi8((char)0x80);
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[4][4];
+    size_t ng = a->ng, rb = a->rb;
+    const uint8_t *w0 = (const uint8_t *)w->data + r * rb;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     float sc[4][SEG], bi[4][SEG];
-#pragma GCC unroll 4
-    for (int i = 0; i < R; i++)
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) acc[i][t] = _mm256_setzero_ps();
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
         size_t gn = ng - g0 < SEG ? ng - g0 : SEG;
+        for (int i = 0; i < 4; i++) load_sb(w, ng, r + (size_t)i, g0, gn, sc[i], bi[i]);
+        const float *gs = qx->gsum + g0;
+        a0 = bias_term(a0, bi[0], sc[0], true, gs, gn);
+        a1 = bias_term(a1, bi[1], sc[1], true, gs, gn);
+        a2 = bias_term(a2, bi[2], sc[2], true, gs, gn);
+        a3 = bias_term(a3, bi[3], sc[3], true, gs, gn);
+        size_t c = g0 * GS;
+        for (size_t g = 0; g < gn; g++) {
 #pragma GCC unroll 4
-        for (int i = 0; i < R; i++) {
-            kn_scales_f32(w->scale_dtype, w->scales, (r + (size_t)i) * ng + g0, gn, sc[i]);
-            kn_scales_f32(w->scale_dtype, w->biases, (r + (size_t)i) * ng + g0, gn, bi[i]);
-#pragma GCC unroll 4
-            for (int t = 0; t < T; t++)
-                acc[i][t] = bias_term(acc[i][t], bi[i], sc[i], true,
-                                      qx->gsum + (t0 + (size_t)t) * ng + g0, gn);
+            for (size_t k = 0; k < GS / 32; k++, c += 32) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(qx->q + c));
+                __m256 d = _mm256_broadcast_ss(qx->d + c / 8);
+                const uint8_t *wp = w0 + c;
+                a0 = _mm256_fmadd_ps(q8_isum(wp, xv), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[0][g])), a0);
+                a1 = _mm256_fmadd_ps(q8_isum(wp + rb, xv), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[1][g])), a1);
+                a2 = _mm256_fmadd_ps(q8_isum(wp + 2 * rb, xv), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[2][g])), a2);
+                a3 = _mm256_fmadd_ps(q8_isum(wp + 3 * rb, xv), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[3][g])), a3);
+            }
         }
-        for (size_t c = g0 * gs; c < (g0 + gn) * gs; c += 32) {
-            size_t gl = c / gs - g0;
+    }
+    y[r] = kn_hsum256(a0);
+    y[r + 1] = kn_hsum256(a1);
+    y[r + 2] = kn_hsum256(a2);
+    y[r + 3] = kn_hsum256(a3);
+}
+
+KN_INLINE void q8_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t ldy, int NT,
+                         size_t GS)
+{
+    const kn_weight *w = a->w;
+    const kn_qx *qx = a->qx;
+    size_t ng = a->ng, cols = w->cols, nbd = cols / 8;
+    const uint8_t *wr = (const uint8_t *)w->data + r * a->rb;
+    const int8_t *x0 = qx->q + t0 * cols;
+    const float *d0 = qx->d + t0 * nbd;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float sc[SEG], bi[SEG];
+    for (size_t g0 = 0; g0 < ng; g0 += SEG) {
+        size_t gn = ng - g0 < SEG ? ng - g0 : SEG;
+        load_sb(w, ng, r, g0, gn, sc, bi);
 #pragma GCC unroll 4
-            for (int i = 0; i < R; i++) {
-                const uint8_t *wp = (const uint8_t *)w->data + (r + (size_t)i) * a->rb + c;
-                __m256i ws = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)wp), bias8);
-                __m256i wa = _mm256_abs_epi8(ws); /* |q - 128| as u8 (128 stays 0x80) */
+        for (int t = 0; t < NT; t++)
+            acc[t] = bias_term(acc[t], bi, sc, true, qx->gsum + (t0 + (size_t)t) * ng + g0, gn);
+        size_t c = g0 * GS;
+        for (size_t g = 0; g < gn; g++) {
+            __m256 s = _mm256_broadcast_ss(&sc[g]);
+            for (size_t k = 0; k < GS / 32; k++, c += 32) {
+                __m256i ws = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wr + c)),
+                                              _mm256_set1_epi8((char)0x80));
+                __m256i wa = _mm256_abs_epi8(ws);
 #pragma GCC unroll 4
-                for (int t = 0; t < T; t++) {
-                    const int8_t *xq = qx->q + (t0 + (size_t)t) * cols + c;
-                    __m256i xv = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xq), ws);
-                    __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xv), ones);
-                    float ds = qx->d[(t0 + (size_t)t) * nbd + c / 8] * sc[i][gl];
-                    acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(ds), acc[i][t]);
+                for (int t = 0; t < NT; t++) {
+                    __m256i xv = _mm256_loadu_si256((const __m256i *)(x0 + (size_t)t * cols + c));
+                    __m256i p = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(xv, ws));
+                    __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+                    __m256 d = _mm256_broadcast_ss(d0 + (size_t)t * nbd + c / 8);
+                    acc[t] = _mm256_fmadd_ps(f, _mm256_mul_ps(d, s), acc[t]);
                 }
             }
         }
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < R; i++)
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) y[(t0 + (size_t)t) * ldy + r + (size_t)i] = kn_hsum256(acc[i][t]);
+    for (int t = 0; t < NT; t++) y[(t0 + (size_t)t) * ldy + r] = kn_hsum256(acc[t]);
+}
+
+KN_INLINE void mm_q8_gs(const q_args *a, size_t r0, size_t r1, float *y, size_t ldy,
+                        size_t n_tokens, size_t GS)
+{
+    if (n_tokens == 1) {
+        size_t r = r0;
+        for (; r + 4 <= r1; r += 4) q8_rows4(a, r, y, GS);
+        for (; r < r1; r++) q8_tokens(a, r, 0, y, ldy, 1, GS);
+        return;
+    }
+    for (size_t r = r0; r < r1; r++) {
+        size_t t = 0;
+        for (; t + 4 <= n_tokens; t += 4) q8_tokens(a, r, t, y, ldy, 4, GS);
+        for (; t < n_tokens; t++) q8_tokens(a, r, t, y, ldy, 1, GS);
+    }
 }
 
 void kn_avx2_mm_q8(const kn_weight *w, size_t r0, size_t r1, const float *x, size_t ldx,
@@ -272,16 +410,7 @@ void kn_avx2_mm_q8(const kn_weight *w, size_t r0, size_t r1, const float *x, siz
 {
     (void)x, (void)ldx;
     q_args a = {.w = w, .qx = qx, .rb = w->cols, .ng = w->cols / (size_t)w->group_size};
-    if (n_tokens == 1) {
-        size_t r = r0;
-        for (; r + 4 <= r1; r += 4) q8_tile(&a, r, 0, y, ldy, 4, 1);
-        for (; r < r1; r++) q8_tile(&a, r, 0, y, ldy, 1, 1);
-        return;
-    }
-    for (size_t r = r0; r < r1; r++) {
-        size_t t = 0;
-        for (; t + 4 <= n_tokens; t += 4) q8_tile(&a, r, t, y, ldy, 1, 4);
-        for (; t < n_tokens; t++) q8_tile(&a, r, t, y, ldy, 1, 1);
-    }
+    if (w->group_size == 32) mm_q8_gs(&a, r0, r1, y, ldy, n_tokens, 32);
+    else if (w->group_size == 64) mm_q8_gs(&a, r0, r1, y, ldy, n_tokens, 64);
+    else mm_q8_gs(&a, r0, r1, y, ldy, n_tokens, 128);
 }
-

@@ -1,0 +1,62 @@
+/* tables.c - the x86 dispatch tables (AVX2+FMA+F16C, and AVX-512
+ * F/BW/VL/VNNI). This file is compiled without SIMD target flags: the
+ * getters run before anything checks the CPU, so only the kernels they
+ * point to may use the instruction sets.
+ *
+ * AVX2: int8-activation Q4/Q8 matmul, converted-row F32/F16/BF16 matmul,
+ * the attention row kernels. AVX-512: VNNI Q4/Q8 matmul; everything
+ * memory-bound or not specialised (activation quantization, F32/F16/BF16
+ * matmul, attention rows) reuses the AVX2 kernels, which every AVX-512 CPU
+ * runs too.
+ *
+ * BF16 weights: AVX512_BF16's VDPBF16PS would need the activations rounded
+ * to bf16 (8 mantissa bits), a precision loss the reference does not have;
+ * converting weights by a shift is already cheap, so it is unused.
+ *
+ * Thread: any (immutable tables).
+ */
+#include "kernels/kn_impl.h"
+
+#if defined(__x86_64__)
+static const kn_ops AVX2_OPS = {
+    .isa = "avx2",
+    .uses_qx = true,
+    .quantize = kn_avx2_quantize,
+    .q4_layout = KN_QX_PERMUTED,
+    .mm = {[KN_F32] = kn_avx2_mm_f32, [KN_F16] = kn_avx2_mm_f16, [KN_BF16] = kn_avx2_mm_bf16,
+           [KN_Q4] = kn_avx2_mm_q4, [KN_Q8] = kn_avx2_mm_q8},
+    .kv_dot = {[KN_KV_F32] = kn_avx2_kv_dot_f32, [KN_KV_F16] = kn_avx2_kv_dot_f16,
+               [KN_KV_BF16] = kn_avx2_kv_dot_bf16, [KN_KV_Q8] = kn_avx2_kv_dot_q8,
+               [KN_KV_Q4] = kn_avx2_kv_dot_q4},
+    .kv_axpy = {[KN_KV_F32] = kn_avx2_kv_axpy_f32, [KN_KV_F16] = kn_avx2_kv_axpy_f16,
+                [KN_KV_BF16] = kn_avx2_kv_axpy_bf16, [KN_KV_Q8] = kn_avx2_kv_axpy_q8,
+                [KN_KV_Q4] = kn_avx2_kv_axpy_q4},
+    .scale = kn_avx2_scale,
+};
+
+const kn_ops *kn_ops_avx2(void) { return &AVX2_OPS; }
+#else
+const kn_ops *kn_ops_avx2(void) { return NULL; }
+#endif
+
+#if defined(__x86_64__)
+static const kn_ops AVX512_OPS = {
+    .isa = "avx512",
+    .uses_qx = true,
+    .quantize = kn_avx2_quantize,
+    .q4_layout = KN_QX_PERMUTED128,
+    .mm = {[KN_F32] = kn_avx2_mm_f32, [KN_F16] = kn_avx2_mm_f16, [KN_BF16] = kn_avx2_mm_bf16,
+           [KN_Q4] = kn_avx512_mm_q4, [KN_Q8] = kn_avx512_mm_q8},
+    .kv_dot = {[KN_KV_F32] = kn_avx2_kv_dot_f32, [KN_KV_F16] = kn_avx2_kv_dot_f16,
+               [KN_KV_BF16] = kn_avx2_kv_dot_bf16, [KN_KV_Q8] = kn_avx2_kv_dot_q8,
+               [KN_KV_Q4] = kn_avx2_kv_dot_q4},
+    .kv_axpy = {[KN_KV_F32] = kn_avx2_kv_axpy_f32, [KN_KV_F16] = kn_avx2_kv_axpy_f16,
+                [KN_KV_BF16] = kn_avx2_kv_axpy_bf16, [KN_KV_Q8] = kn_avx2_kv_axpy_q8,
+                [KN_KV_Q4] = kn_avx2_kv_axpy_q4},
+    .scale = kn_avx2_scale,
+};
+
+const kn_ops *kn_ops_avx512(void) { return &AVX512_OPS; }
+#else
+const kn_ops *kn_ops_avx512(void) { return NULL; }
+#endif

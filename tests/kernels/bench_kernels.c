@@ -1,0 +1,168 @@
+/* bench_kernels.c - throwaway benchmark of the matvec (decode) path: GB/s
+ * of weight bytes streamed by kn_matmul for Q4 g64 (and other formats),
+ * reference vs SIMD, 1 and 2 threads, against a plain multithreaded read
+ * of the same bytes (STREAM-like sum). "cold" rotates over enough copies of
+ * the matrix (>= 256 MiB) that every call streams from DRAM, as decoding a
+ * whole model does; "hot" repeats one matrix (cache-resident if small).
+ *
+ * Not a test (no test_ prefix, no asserts on time); built only by hand:
+ *   cc -O2 -Isrc -Itests -Itests/kernels tests/kernels/bench_kernels.c \
+ *      build/<dir>/libsemantic_core.a -lcmocka -ljansson -lpthread -lm
+ * Usage: bench_kernels [seconds_per_case]
+ */
+#include "kn_test.h"
+
+#include <immintrin.h>
+#include <time.h>
+
+typedef struct rd_job {
+    const uint8_t *p;
+    size_t n;
+    uint64_t out[16];
+} rd_job;
+
+__attribute__((target("avx2"))) static void read_part(void *ctx, int ith, int nth)
+{
+    rd_job *j = ctx;
+    size_t lo, hi;
+    tp_split(j->n / 128, 1, ith, nth, &lo, &hi);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = lo; i < hi; i++) {
+        const __m256i *v = (const __m256i *)(j->p + i * 128);
+        a0 = _mm256_add_epi64(a0, _mm256_load_si256(v));
+        a1 = _mm256_add_epi64(a1, _mm256_load_si256(v + 1));
+        a2 = _mm256_add_epi64(a2, _mm256_load_si256(v + 2));
+        a3 = _mm256_add_epi64(a3, _mm256_load_si256(v + 3));
+    }
+    __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    j->out[ith] = (uint64_t)_mm256_extract_epi64(s, 0) + (uint64_t)_mm256_extract_epi64(s, 3);
+}
+
+/* GB/s of a plain read of `bytes` per call, rotating over `copies`. */
+static double bench_read(tp_pool *pool, uint8_t *arena, size_t bytes, size_t copies, double secs)
+{
+    size_t stride = (bytes + 4095) & ~(size_t)4095;
+    double t0 = clk_now_s(), t;
+    size_t calls = 0;
+    rd_job j = {0};
+    do {
+        j.p = arena + (calls % copies) * stride;
+        j.n = bytes & ~(size_t)127;
+        tp_run(pool, read_part, &j);
+        calls++;
+    } while ((t = clk_now_s() - t0) < secs);
+    return (double)calls * (double)bytes / t / 1e9;
+}
+
+typedef struct mat {
+    kn_weight w[1024];
+    size_t copies, bytes;
+    uint8_t *arena;
+} mat;
+
+/* copies of one random Q4/Q8/F16 weight laid out back to back */
+static void make_mat(mat *m, kn_dtype dt, size_t rows, size_t cols, size_t copies)
+{
+    kt_rng r = {5};
+    kt_weight k = kt_make_weight(&r, dt, rows, cols, KN_F16, 64, 0);
+    size_t dbytes = dt == KN_Q4 ? rows * cols / 2 : dt == KN_Q8 ? rows * cols : rows * cols * 2;
+    size_t sbytes = dt == KN_F16 ? 0 : rows * (cols / 64) * 2;
+    size_t one = (dbytes + 2 * sbytes + 4095) & ~(size_t)4095;
+    m->copies = copies;
+    m->bytes = dbytes + 2 * sbytes;
+    m->arena = sem_alloc_aligned(one * copies);
+    for (size_t i = 0; i < copies; i++) {
+        uint8_t *b = m->arena + i * one;
+        memcpy(b, k.w.data, dbytes);
+        if (sbytes) {
+            memcpy(b + dbytes, k.w.scales, sbytes);
+            memcpy(b + dbytes + sbytes, k.w.biases, sbytes);
+        }
+        m->w[i] = k.w;
+        m->w[i].data = b;
+        m->w[i].scales = sbytes ? b + dbytes : NULL;
+        m->w[i].biases = sbytes ? b + dbytes + sbytes : NULL;
+    }
+    kt_free_weight(&k);
+}
+
+static double bench_mm(kn_ctx *kc, mat *m, size_t copies, double secs)
+{
+    size_t cols = m->w[0].cols, rows = m->w[0].rows;
+    float *x = calloc(cols, 4), *y = calloc(rows, 4);
+    kt_rng r = {3};
+    kt_fill(&r, x, cols, 1.0f);
+    double t0 = clk_now_s(), t;
+    size_t calls = 0;
+    do {
+        kn_matmul(kc, &m->w[calls % copies], x, cols, y, rows, 1);
+        calls++;
+    } while ((t = clk_now_s() - t0) < secs);
+    free(x);
+    free(y);
+    return (double)calls * (double)m->bytes / t / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    double secs = argc > 1 ? atof(argv[1]) : 0.5;
+    sem_err err;
+    tp_pool *pools[3] = {NULL, NULL, NULL};
+    tp_create(1, &pools[1], &err);
+    tp_create(2, &pools[2], &err);
+    if (argc > 4) { /* one case: secs dtype(q4|q8|f16) rows cols [threads] */
+        kn_dtype dt = argv[2][0] == 'f' ? KN_F16 : argv[2][1] == '8' ? KN_Q8 : KN_Q4;
+        size_t rows = (size_t)atol(argv[3]), cols = (size_t)atol(argv[4]);
+        int nt = argc > 5 ? atoi(argv[5]) : 1;
+        mat *m = calloc(1, sizeof *m);
+        make_mat(m, dt, rows, cols, 1);
+        kn_ctx *kc = kt_ctx(kn_ops_avx2(), pools[nt], 1, cols);
+        struct timespec c0, c1;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+        double t0 = clk_now_s();
+        double gbs = bench_mm(kc, m, 1, secs);
+        double wall = clk_now_s() - t0;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+        double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) * 1e-9;
+        printf("%s %zux%zu thr=%d hot %.2f GB/s wall, %.2f GB/s per caller-thread cpu second\n",
+               kn_dtype_name(dt), rows, cols, nt, gbs, gbs * wall / cpu);
+        return 0;
+    }
+    struct { size_t rows, cols; } shapes[] = {{1536, 576}, {576, 1536}, {2048, 8192}, {8192, 2048}};
+    kn_dtype dts[] = {KN_Q4, KN_Q8, KN_F16};
+    const kn_ops *tables[] = {kn_ops_ref(), kn_ops_avx2()};
+    for (size_t d = 0; d < 3; d++) {
+        for (size_t s = 0; s < 4; s++) {
+            mat *m = calloc(1, sizeof *m);
+            size_t rows = shapes[s].rows, cols = shapes[s].cols;
+            size_t one = dts[d] == KN_Q4 ? rows * cols / 2 : dts[d] == KN_Q8 ? rows * cols : rows * cols * 2;
+            size_t copies = (256u << 20) / one + 1;
+            copies = copies > 1024 ? 1024 : copies;
+            make_mat(m, dts[d], rows, cols, copies);
+            size_t stride = (m->bytes + 4095) & ~(size_t)4095;
+            for (int nt = 1; nt <= 2; nt++) {
+                double rd_hot = bench_read(pools[nt], m->arena, m->bytes, 1, secs);
+                double rd_cold = bench_read(pools[nt], m->arena, m->bytes, copies, secs);
+                (void)stride;
+                for (size_t ti = 0; ti < 2; ti++) {
+                    if (!tables[ti]) continue;
+                    if (ti == 0 && (rows * cols > 4000000 || dts[d] != KN_Q4)) continue; /* ref is slow */
+                    kn_ctx *kc = kt_ctx(tables[ti], pools[nt], 1, cols);
+                    double hot = bench_mm(kc, m, 1, secs);
+                    double cold = bench_mm(kc, m, copies, secs);
+                    printf("%-4s %5zux%-5zu %-4s thr=%d  hot %6.2f GB/s (read %6.2f, %4.0f%%)  "
+                           "cold %6.2f GB/s (read %6.2f, %4.0f%%)\n",
+                           kn_dtype_name(dts[d]), rows, cols, tables[ti]->isa, nt, hot, rd_hot,
+                           100 * hot / rd_hot, cold, rd_cold, 100 * cold / rd_cold);
+                    fflush(stdout);
+                    kn_ctx_destroy(kc);
+                }
+            }
+            sem_free_aligned(m->arena);
+            free(m);
+        }
+    }
+    tp_destroy(pools[1]);
+    tp_destroy(pools[2]);
+    return 0;
+}
