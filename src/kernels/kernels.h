@@ -73,9 +73,13 @@ kn_cpu_features kn_cpu_detect(void);
 typedef struct kn_ctx_params {
     tp_pool *pool;          /* borrowed; NULL = single-threaded */
     bool force_ref;         /* reference C kernels only */
-    size_t max_tokens;      /* largest n_tokens passed to kn_matmul (scratch) */
-    size_t max_cols;        /* largest weight cols passed to kn_matmul (scratch) */
+    size_t max_tokens;      /* tokens per quantized-activation pass (scratch;
+                               default 256); larger n_tokens run in slices */
+    size_t max_cols;        /* largest weight cols passed to kn_matmul for
+                               Q4/Q8 weights (scratch; default 16384) */
 } kn_ctx_params;
+/* Scratch is about max_tokens * max_cols * 1.6 bytes, allocated at create
+ * (SIMD tables only). Attention needs none: it streams. */
 
 typedef struct kn_ctx kn_ctx; /* opaque */
 
@@ -95,7 +99,13 @@ tp_pool *kn_ctx_pool(const kn_ctx *kc);
  * X rows are ldx floats apart, Y rows ldy floats apart. n_tokens == 1 is
  * the decode (matrix-vector) form; larger n the prefill (matrix-matrix)
  * form, which reads each weight row once per tile of tokens.
- * Requires n_tokens <= max_tokens and w->cols <= max_cols of the ctx.
+ * Requires w->cols <= max_cols of the ctx for Q4/Q8 (asserted); any
+ * n_tokens. Pointers need no alignment.
+ * Precision: float formats match the reference within f32 summation
+ * error. The SIMD Q4/Q8 kernels quantize X to int8 per 32-element block
+ * (the bias term uses exact f32 sums), adding at most
+ *   sum_c |scale * q_c| * max|X over c's block| / 254
+ * to |Y - Y_ref| (tests/kernels/test_matmul.c derives it).
  * Runs on the pool. */
 void kn_matmul(kn_ctx *kc, const kn_weight *w, const float *x, size_t ldx, float *y, size_t ldy,
                size_t n_tokens);
@@ -192,6 +202,8 @@ void kn_kv_load_row(const kn_kv_view *kv, int32_t pos, int32_t h, bool is_v, flo
  * which must already be stored. Head h reads KV head h / (n_heads /
  * n_kv_heads) (GQA). scores = q.k * scale, then, when softcap > 0,
  * softcap * tanh(scores / softcap); softmax; weighted sum of V.
+ * Streams positions with an online softmax, so it needs no scratch and
+ * any context length works; Q8/Q4 KV need head dims <= 4096.
  * Runs on the pool (split over query tokens and heads). */
 void kn_attention(kn_ctx *kc, const kn_kv_view *kv, const float *q, const int32_t *q_pos,
                   size_t n_q, int32_t n_heads, float scale, int32_t window, float softcap,

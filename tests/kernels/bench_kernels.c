@@ -9,6 +9,7 @@
  *   cc -O2 -Isrc -Itests -Itests/kernels tests/kernels/bench_kernels.c \
  *      build/<dir>/libsemantic_core.a -lcmocka -ljansson -lpthread -lm
  * Usage: bench_kernels [seconds_per_case]
+ *        bench_kernels secs q4|q8|f16 rows cols [threads [n_tokens]]
  */
 #include "kn_test.h"
 
@@ -86,21 +87,28 @@ static void make_mat(mat *m, kn_dtype dt, size_t rows, size_t cols, size_t copie
     kt_free_weight(&k);
 }
 
-static double bench_mm(kn_ctx *kc, mat *m, size_t copies, double secs)
+/* GB/s of weight bytes for n_tokens == 1; for more tokens, GMAC/s. */
+static double bench_mm_n(kn_ctx *kc, mat *m, size_t copies, double secs, size_t n_tokens)
 {
     size_t cols = m->w[0].cols, rows = m->w[0].rows;
-    float *x = calloc(cols, 4), *y = calloc(rows, 4);
+    float *x = calloc(cols * n_tokens, 4), *y = calloc(rows * n_tokens, 4);
     kt_rng r = {3};
-    kt_fill(&r, x, cols, 1.0f);
+    kt_fill(&r, x, cols * n_tokens, 1.0f);
     double t0 = clk_now_s(), t;
     size_t calls = 0;
     do {
-        kn_matmul(kc, &m->w[calls % copies], x, cols, y, rows, 1);
+        kn_matmul(kc, &m->w[calls % copies], x, cols, y, rows, n_tokens);
         calls++;
     } while ((t = clk_now_s() - t0) < secs);
     free(x);
     free(y);
+    if (n_tokens > 1) return (double)calls * (double)(rows * cols * n_tokens) / t / 1e9;
     return (double)calls * (double)m->bytes / t / 1e9;
+}
+
+static double bench_mm(kn_ctx *kc, mat *m, size_t copies, double secs)
+{
+    return bench_mm_n(kc, m, copies, secs, 1);
 }
 
 int main(int argc, char **argv)
@@ -114,9 +122,20 @@ int main(int argc, char **argv)
         kn_dtype dt = argv[2][0] == 'f' ? KN_F16 : argv[2][1] == '8' ? KN_Q8 : KN_Q4;
         size_t rows = (size_t)atol(argv[3]), cols = (size_t)atol(argv[4]);
         int nt = argc > 5 ? atoi(argv[5]) : 1;
+        size_t ntok = argc > 6 ? (size_t)atol(argv[6]) : 1;
         mat *m = calloc(1, sizeof *m);
         make_mat(m, dt, rows, cols, 1);
-        kn_ctx *kc = kt_ctx(kn_ops_avx2(), pools[nt], 1, cols);
+        kn_ctx *kc = kt_ctx(kn_ops_avx2(), pools[nt], ntok, cols);
+        if (ntok > 1) {
+            const kn_ops *tabs[2] = {kn_ops_ref(), kn_ops_avx2()};
+            for (int i = 0; i < 2; i++) {
+                kn_ctx *k2 = kt_ctx(tabs[i], pools[nt], ntok, cols);
+                printf("%s %zux%zu thr=%d tokens=%zu %s: %.2f GMAC/s\n", kn_dtype_name(dt), rows,
+                       cols, nt, ntok, tabs[i]->isa, bench_mm_n(k2, m, 1, secs, ntok));
+                kn_ctx_destroy(k2);
+            }
+            return 0;
+        }
         struct timespec c0, c1;
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
         double t0 = clk_now_s();
