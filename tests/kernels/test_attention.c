@@ -293,6 +293,13 @@ static void run_all(const kn_ops *ops, tp_pool *pool)
             {dts[d], 6, 3, 64, 64, 16, 300, 2, 40, 30.0f, 4.0f} /* window + softcap */
         };
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(ops, pool, &cases[i], &r);
+        if (dts[d] == KN_KV_Q8 || dts[d] == KN_KV_Q4) continue;
+        /* float formats take any head dim: ragged SIMD tails */
+        static const int32_t dims[][2] = {{1, 1}, {7, 31}, {33, 63}, {63, 7}};
+        for (size_t i = 0; i < 4; i++) {
+            at_case c = {dts[d], 4, 2, dims[i][0], dims[i][1], 8, 40, 3, 0, 0, 1.0f};
+            run_case(ops, pool, &c, &r);
+        }
     }
 }
 
