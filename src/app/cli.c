@@ -7,6 +7,7 @@
 #include <string.h>
 
 static const app_command commands[] = {
+    {"serve", "serve the OpenAI and Anthropic APIs over HTTP (serve --help)", app_cmd_serve},
     {"generate", "run the model on token ids or a prompt and print the output", app_cmd_generate},
     {"chat", "interactive chat with a model's own chat template", app_cmd_chat},
     {"tokenize", "print the token ids of a text", app_cmd_tokenize},

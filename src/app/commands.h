@@ -18,5 +18,6 @@ int app_cmd_model(int argc, char **argv);
 int app_cmd_bench(int argc, char **argv);
 int app_cmd_tokenize(int argc, char **argv);
 int app_cmd_chat(int argc, char **argv);
+int app_cmd_serve(int argc, char **argv);
 
 #endif
