@@ -45,7 +45,7 @@ struct json_t;
 #define TPL_MAX_CONTAINER_ITEMS ((size_t)1 << 22)  /* one list or dict */
 #define TPL_MAX_RANGE_ITEMS ((size_t)1 << 20)      /* one range() */
 #define TPL_DEFAULT_MAX_OUTPUT_BYTES ((size_t)32 << 20) /* rendered text, and any one string */
-#define TPL_DEFAULT_MAX_STEPS ((uint64_t)50000000)      /* node evaluations + copied items */
+#define TPL_DEFAULT_MAX_STEPS ((uint64_t)10000000)      /* node evaluations + copied items (~1 s) */
 
 /* ===================================================================== */
 /* tpl_: parse once, render many times                                    */

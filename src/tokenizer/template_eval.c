@@ -880,23 +880,29 @@ static tstat exec_set(tpl_rctx *r, const tpl_node *n, tpl_scope *sc)
     return s;
 }
 
+static const char *const LOOP_KEYS[9] = {"index",  "index0", "revindex", "revindex0", "first",
+                                          "last",   "length", "previtem", "nextitem"};
+
+/* The loop object, with its field names interned once per render. */
 static tstat make_loop(tpl_rctx *r, const tval *items, size_t n, size_t i, tval *out)
 {
+    for (size_t k = 0; k < 9 && !r->loop_keys[k]; k++) {
+        tval key;
+        if (tv_str_cstr(r, LOOP_KEYS[k], &key) != TS_OK) return TS_ERR;
+        r->loop_keys[k] = tv_s(key);
+    }
     if (tv_obj_new(r, TV_OBJECT, 9, out) != TS_OK) return TS_ERR;
     tv_o(*out)->is_loop = true;
     double di = (double)i, dn = (double)n;
     tval prev = i > 0 ? items[i - 1] : tv_undef(), next = i + 1 < n ? items[i + 1] : tv_undef();
     tv_retain(prev);
     tv_retain(next);
-    struct { const char *k; tval v; } f[] = {
-        {"index", tv_int(di + 1)}, {"index0", tv_int(di)}, {"revindex", tv_int(dn - di)},
-        {"revindex0", tv_int(dn - di - 1)}, {"first", tv_bool(i == 0)}, {"last", tv_bool(i + 1 == n)},
-        {"length", tv_int(dn)}, {"previtem", prev}, {"nextitem", next},
-    };
+    tval f[9] = {tv_int(di + 1), tv_int(di), tv_int(dn - di), tv_int(dn - di - 1), tv_bool(i == 0),
+                 tv_bool(i + 1 == n), tv_int(dn), prev, next};
     tstat s = TS_OK;
-    for (size_t k = 0; k < sizeof f / sizeof f[0]; k++) {
-        if (s == TS_OK) s = tv_obj_set(r, *out, f[k].k, strlen(f[k].k), f[k].v);
-        else tv_release(r, f[k].v);
+    for (size_t k = 0; k < 9; k++) {
+        if (s == TS_OK) s = tv_obj_append_key(r, *out, r->loop_keys[k], f[k]);
+        else tv_release(r, f[k]);
     }
     if (s != TS_OK) tv_release(r, *out);
     return s;
@@ -1083,6 +1089,8 @@ static sem_status finish(tpl_rctx *r, tstat s)
     tv_release(r, r->fn_namespace);
     tv_release(r, r->fn_dict);
     r->fn_namespace = r->fn_dict = tv_undef();
+    for (size_t k = 0; k < 9; k++)
+        if (r->loop_keys[k]) tv_release(r, (tval){.type = TV_STR, .u.h = &r->loop_keys[k]->hdr});
     tv_break_cycles(r);
     tv_drain_free_list(r);
     if (s == TS_OK) return SEM_OK;

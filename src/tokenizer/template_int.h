@@ -332,6 +332,7 @@ typedef struct tpl_rctx {
     tpl_scope *globals; /* builtins and the caller's variables */
     tval fn_namespace;  /* namespace(): every scope of the reference has it */
     tval fn_dict;       /* dict(): superset; only if no variable is named so */
+    tv_str *loop_keys[9]; /* interned names of the loop object's fields (owned refs) */
 } tpl_rctx;
 
 /* Error helpers: fill r->err (code SEM_EINVAL unless said) and return TS_ERR. */
@@ -362,6 +363,8 @@ tstat tv_obj_new(tpl_rctx *r, tv_type type, size_t cap, tval *out);
 /* Sets key (borrowed bytes) to val (taken); replaces in place if present. */
 tstat tv_obj_set(tpl_rctx *r, tval obj, const char *key, size_t klen, tval val);
 tstat tv_obj_set_key(tpl_rctx *r, tval obj, tv_str *key, tval val); /* key retained */
+/* Appends without looking for the key (caller knows it is new). */
+tstat tv_obj_append_key(tpl_rctx *r, tval obj, tv_str *key, tval val);
 /* Borrowed lookup; NULL when absent. */
 const tval *tv_obj_get(tval obj, const char *key, size_t klen);
 tstat tv_fn_new(tpl_rctx *r, tv_fn_kind kind, uint8_t id, tval self, const tpl_node *node,

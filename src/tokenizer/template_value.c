@@ -329,6 +329,11 @@ tstat tv_obj_set_key(tpl_rctx *r, tval obj, tv_str *key, tval val)
     return obj_append(r, o, key, val);
 }
 
+tstat tv_obj_append_key(tpl_rctx *r, tval obj, tv_str *key, tval val)
+{
+    return obj_append(r, tv_o(obj), key, val);
+}
+
 tstat tv_obj_set(tpl_rctx *r, tval obj, const char *key, size_t klen, tval val)
 {
     tval k;
@@ -524,6 +529,8 @@ size_t tv_fmt_js_number(double x, char *out, size_t cap)
     if (isnan(x)) return (size_t)snprintf(out, cap, "NaN");
     if (x == 0) return (size_t)snprintf(out, cap, "0");
     if (isinf(x)) return (size_t)snprintf(out, cap, x < 0 ? "-Infinity" : "Infinity");
+    if (x == trunc(x) && fabs(x) < 9007199254740992.0) /* exact integers: the common case */
+        return (size_t)snprintf(out, cap, "%.0f", x);
     char d[24], res[64];
     size_t o = 0;
     if (x < 0) res[o++] = '-', x = -x;
