@@ -248,6 +248,7 @@ static void call_progress(srv_tc *tc, size_t limit, bool *outer_closed, size_t *
             /* scan the head (depth 1 after the outer '{') up to the args '{' */
             tc->scan = 0;
             tc->depth = 0;
+            tc->in_str = tc->esc = false;
             size_t dummy;
             scan_body(tc, hm.args_off, &dummy);
             tc->args_depth = tc->depth;
@@ -462,6 +463,9 @@ bool srv_tc_finish(srv_tc *tc)
     if (tc->fmt == SRV_TOOLS_NONE) return true;
     if (tc->st == TC_CALL) {
         const char *open = tc->fmt == SRV_TOOLS_HERMES ? HERMES_OPEN : "";
+        bool closed;
+        size_t end;
+        if (tc->sub != CS_WHOLE) call_progress(tc, tc->body.len, &closed, &end); /* nothing is held back now */
         if (tc->streamed) {
             emit_call(tc, SRV_PIECE_CALL_END, NULL, 0);
         } else {
