@@ -176,7 +176,9 @@ typedef struct eng_event {
     float logprob;               /* when requested */
     int32_t n_top;
     eng_logprob top[ENG_MAX_TOP_LOGPROBS];
-    /* ENG_EV_DONE: the last event of a request. */
+    /* ENG_EV_DONE: the last event of a request. Its text (may be empty)
+     * is what was still held back when generation ended without a stop
+     * string (e.g. a partial stop-string match, then EOS). */
     eng_finish finish;
     char *stop_string;           /* owned; the matched stop string, or NULL */
     int32_t prompt_tokens;
@@ -212,6 +214,7 @@ typedef struct eng_stats {
     uint64_t steps;              /* forward passes so far */
     uint64_t tokens_prefilled, tokens_generated;
     int32_t last_batch_size;     /* sequences in the last step */
+    uint64_t preemptions;        /* sequences sent back to the queue (pool full) */
 } eng_stats;
 
 /* A snapshot (atomics; approximate while running). Thread: any. */

@@ -47,7 +47,8 @@ int32_t kv_pool_n_free(const kv_pool *pool);
 /* Takes a free block (refcount 1). SEM_ELIMIT when the pool is full. */
 sem_status kv_pool_alloc(kv_pool *pool, int32_t *out_id, sem_err *err);
 void kv_pool_ref(kv_pool *pool, int32_t id);
-void kv_pool_unref(kv_pool *pool, int32_t id); /* frees at 0 */
+/* Drops a reference; returns the count left (0: the block is free again). */
+int32_t kv_pool_unref(kv_pool *pool, int32_t id);
 int32_t kv_pool_refcount(const kv_pool *pool, int32_t id);
 
 /* The layer-0 view of a sequence with block table `block_ids` (borrowed:

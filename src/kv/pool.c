@@ -100,10 +100,11 @@ void kv_pool_ref(kv_pool *pool, int32_t id)
     pool->refcount[id]++;
 }
 
-void kv_pool_unref(kv_pool *pool, int32_t id)
+int32_t kv_pool_unref(kv_pool *pool, int32_t id)
 {
     SEM_ASSERT(id >= 0 && id < pool->n_blocks && pool->refcount[id] > 0);
     if (--pool->refcount[id] == 0) pool->free_ids[pool->n_free++] = id;
+    return pool->refcount[id];
 }
 
 int32_t kv_pool_refcount(const kv_pool *pool, int32_t id)
