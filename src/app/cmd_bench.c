@@ -2,6 +2,7 @@
  * tests). `bench model` measures prefill and decode speed and, in the same
  * run, the machine's memory read bandwidth, and reports decode as a
  * fraction of the roofline bandwidth / bytes-read-per-token. */
+#include "app/bench.h"
 #include "app/commands.h"
 #include "app/runtime.h"
 #include "engine/engine.h"
@@ -10,28 +11,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct bench_opts {
-    const char *model_dir;
-    long prompt;
-    long decode;
-    long threads;
-    long mem_mb;
-    kn_kv_dtype kv_dtype;
-} bench_opts;
+
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: semantic bench model --model DIR [options]\n\n"
-            "Prints prefill tok/s for a prompt, decode tok/s, the memory read bandwidth\n"
-            "measured in the same run (all threads, a buffer far larger than the caches),\n"
-            "and decode speed as a fraction of the roofline bandwidth / bytes per token.\n\n"
+            "usage: semantic bench model|batch --model DIR [options]\n\n"
+            "bench model: prefill tok/s for a prompt, decode tok/s, the memory read\n"
+            "  bandwidth measured in the same run (all threads, a buffer far larger than\n"
+            "  the caches), and decode as a fraction of the roofline bandwidth / bytes\n"
+            "  read per token.\n"
+            "bench batch: the batching engine's aggregate decode tok/s at batch 1, 2, 4,\n"
+            "  8 and 16, then TTFT and time per output token of a short request that\n"
+            "  arrives while a long prompt is prefilling.\n\n"
             "  --model DIR       model directory (required)\n"
             "  --prompt N        prompt tokens (default 512)\n"
             "  --decode N        decoded tokens (default 128)\n"
             "  --threads N       compute threads (default: one per core)\n"
             "  --mem-mb N        bandwidth buffer size in MiB (default 1024)\n"
-            "  --kv-bits B       16 (default), 8 or 4\n");
+            "  --kv-bits B       16 (default), 8 or 4\n"
+            "  --long-prompt N   batch: tokens of the long prompt (default 4096)\n"
+            "  --chunk N         batch: prefill chunk (default 512)\n\n"
+            "For bench batch, --prompt defaults to 32 and --decode to 64 per request.\n");
 }
 
 typedef struct read_job {
@@ -81,9 +82,12 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"decode", required_argument, 0, 'd'}, {"threads", required_argument, 0, 'j'},
         {"mem-mb", required_argument, 0, 'M'}, {"kv-bits", required_argument, 0, 'b'},
+        {"long-prompt", required_argument, 0, 'l'}, {"chunk", required_argument, 0, 'c'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
     };
-    *o = (bench_opts){.prompt = 512, .decode = 128, .mem_mb = 1024, .kv_dtype = KN_KV_F16};
+    bool batch = !strcmp(argv[0], "batch");
+    *o = (bench_opts){.prompt = batch ? 32 : 512, .decode = batch ? 64 : 128, .mem_mb = 1024,
+                      .long_prompt = 4096, .chunk = 512, .kv_dtype = KN_KV_F16};
     int c;
     long v = 0;
     optind = 1;
@@ -95,6 +99,8 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
         case 'd': ok = app_parse_long(optarg, 1, 1 << 20, &o->decode); break;
         case 'j': ok = app_parse_long(optarg, 1, 256, &o->threads); break;
         case 'M': ok = app_parse_long(optarg, 64, 1 << 16, &o->mem_mb); break;
+        case 'l': ok = app_parse_long(optarg, 16, 1 << 20, &o->long_prompt); break;
+        case 'c': ok = app_parse_long(optarg, 1, 1 << 16, &o->chunk); break;
         case 'b':
             ok = app_parse_long(optarg, 4, 16, &v) && (v == 4 || v == 8 || v == 16);
             o->kv_dtype = v == 8 ? KN_KV_Q8 : v == 4 ? KN_KV_Q4 : KN_KV_F16;
@@ -170,11 +176,12 @@ int app_cmd_bench(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (strcmp(argv[1], "model") != 0) {
+    if (strcmp(argv[1], "model") != 0 && strcmp(argv[1], "batch") != 0) {
         fprintf(stderr, "semantic bench: unknown benchmark '%s' (see --help)\n", argv[1]);
         return 2;
     }
     bench_opts o;
     int rc = parse_opts(argc - 1, argv + 1, &o);
-    return rc >= 0 ? rc : bench_model(&o);
+    if (rc >= 0) return rc;
+    return !strcmp(argv[1], "batch") ? bench_batch(&o) : bench_model(&o);
 }

@@ -431,25 +431,46 @@ static void index_full_blocks(eng_engine *e, eng_seq *s)
     }
 }
 
-/* Plans how many tokens each running sequence computes this step. Decode
- * tokens first, then prompt chunks within the prefill budget. */
+static void plan_add(eng_engine *e, size_t *n, size_t i, size_t take)
+{
+    eng_seq *s = e->running[i];
+    bool last = s->n_computed + take == s->n_tokens;
+    e->batch[*n] = (model_seq){.tokens = s->tokens + s->n_computed, .n_tokens = take,
+                               .pos0 = (int32_t)s->n_computed, .all_logits = false,
+                               .logits = last ? e->logits + *n * e->vocab : NULL};
+    e->batch_of[(*n)++] = i;
+}
+
+/* Plans how many tokens each running sequence computes this step: one
+ * decode token each, then prompt chunks within the prefill budget,
+ * shortest remaining prompt first, so a short request that arrives during
+ * a long prefill gets its first token after one step, not after the whole
+ * long prompt. */
 static size_t plan_batch(eng_engine *e)
 {
     size_t n = 0;
-    int32_t budget = e->p.prefill_chunk;
-    for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < e->n_running; i++) {
+        eng_seq *s = e->running[i];
+        if (s->n_tokens - s->n_computed == 1 && s->n_generated > 0) plan_add(e, &n, i, 1);
+    }
+    size_t budget = (size_t)e->p.prefill_chunk;
+    while (budget > 0) {
+        size_t best = SIZE_MAX, best_todo = 0;
         for (size_t i = 0; i < e->n_running; i++) {
             eng_seq *s = e->running[i];
             size_t todo = s->n_tokens - s->n_computed;
-            bool decode = todo == 1 && s->n_generated > 0;
-            if ((pass == 0) != decode || (budget <= 0 && !decode)) continue;
-            size_t take = decode ? 1 : (todo < (size_t)budget ? todo : (size_t)budget);
-            if (!decode) budget -= (int32_t)take;
-            e->batch[n] = (model_seq){.tokens = s->tokens + s->n_computed, .n_tokens = take,
-                                      .pos0 = (int32_t)s->n_computed, .all_logits = false,
-                                      .logits = s->n_computed + take == s->n_tokens ? e->logits + n * e->vocab : NULL};
-            e->batch_of[n++] = i;
+            bool planned = false;
+            for (size_t j = 0; j < n && !planned; j++) planned = e->batch_of[j] == i;
+            if (planned || todo == 0 || (todo == 1 && s->n_generated > 0)) continue;
+            if (best == SIZE_MAX || todo < best_todo) {
+                best = i;
+                best_todo = todo;
+            }
         }
+        if (best == SIZE_MAX) break;
+        size_t take = best_todo < budget ? best_todo : budget;
+        plan_add(e, &n, best, take);
+        budget -= take;
     }
     return n;
 }
