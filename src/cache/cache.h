@@ -79,4 +79,130 @@ sem_status cache_file_read_meta(const char *path, cache_file_meta *out, sem_err 
  * unique name, so a bad file is never loaded again and can be inspected. */
 sem_status cache_quarantine(const char *cache_dir, const char *path, sem_err *err);
 
+/* ===================================================================== */
+/* The agent cache store                                                  */
+/* ===================================================================== */
+
+/* Entries map an agent id to the token ids its KV covers and where that KV
+ * lives:
+ *   hot   the blocks are in the pool (the entry holds a reference on each);
+ *   warm  a verified-at-startup file in <cache_dir>/<model-tag>/;
+ *   cold  nothing is held (an entry is dropped when it turns cold).
+ * Hot entries are evicted least-recently-used when the pool needs blocks:
+ * a dirty entry is written first (by the persistence thread), then its
+ * blocks are released. Entries used by a running request are pinned.
+ * Files are written behind the request path by one persistence thread:
+ * temp file, fsync, rename, fsync dir. A file that fails verification is
+ * moved to <cache_dir>/quarantine/ and treated as a miss.
+ *
+ * Thread: engine, except where a function says otherwise.
+ */
+
+typedef enum cache_tier { CACHE_COLD = 0, CACHE_WARM, CACHE_HOT } cache_tier;
+const char *cache_tier_name(cache_tier t);
+
+typedef enum cache_compat {
+    CACHE_COMPAT_MODEL = 0, /* the model fingerprint must match (default) */
+    CACHE_COMPAT_DIMS,      /* the geometry is enough: reuse across same-shaped weights */
+} cache_compat;
+
+typedef struct cache_store_params {
+    const char *cache_dir;       /* NULL: RAM only, nothing persists */
+    const char *model_id;        /* e.g. "mlx-community/Llama-3.2-1B-Instruct-4bit" */
+    const char *fingerprint;     /* hex; model weights + tokenizer */
+    uint64_t disk_budget_bytes;  /* 0 = unlimited */
+    cache_compat compat;
+    sem_logger *lg;              /* borrowed; may be NULL */
+} cache_store_params;
+
+typedef struct cache_store cache_store; /* opaque; Thread: engine */
+typedef struct cache_entry cache_entry; /* opaque; owned by the store */
+
+/* The namespace directory name of a model: a safe rendering of its id plus
+ * a short fingerprint, so different weights never share files. */
+void cache_model_tag(const char *model_id, const char *fingerprint, char *out, size_t cap);
+
+/* Borrows pool (must outlive the store). Creates the namespace directory,
+ * removes orphan temp files, indexes the files there (metadata and tokens;
+ * bad files are quarantined) and starts the persistence thread. */
+sem_status cache_store_create(const cache_store_params *p, kv_pool *pool, cache_store **out,
+                              sem_err *err);
+/* Writes every dirty entry, waits for the persistence thread, releases all
+ * blocks and frees the store. NULL ok. */
+void cache_store_destroy(cache_store *cs);
+/* Writes every dirty hot entry and waits until the files are durable. */
+sem_status cache_store_flush(cache_store *cs, sem_err *err);
+
+/* Finishes persistence jobs that completed (releasing the blocks they
+ * held, finishing evictions). Call once per engine step. */
+void cache_store_poll(cache_store *cs);
+
+/* The entry of agent_id, or NULL (cold). */
+cache_entry *cache_store_find(cache_store *cs, const char *agent_id);
+/* The entry (of any agent, anonymous included) with the longest common
+ * token prefix with tokens[0..n), counting only full blocks, or NULL. */
+cache_entry *cache_store_match_prefix(cache_store *cs, const int32_t *tokens, size_t n);
+
+/* What a request can reuse from an entry: the length of the common prefix
+ * with tokens[0..n), capped at n - 1 so at least one token is computed. */
+size_t cache_entry_common_prefix(const cache_entry *ce, const int32_t *tokens, size_t n);
+bool cache_entry_busy(const cache_entry *ce); /* pinned, or being written */
+cache_tier cache_entry_tier(const cache_entry *ce);
+const char *cache_entry_agent(const cache_entry *ce);
+
+/* Makes the first n_common tokens of ce available in pool blocks: for a hot
+ * entry, adds a reference to each block covering them (the last may be
+ * partial: the caller copies it before writing into it); for a warm entry,
+ * allocates blocks and loads the file (quarantining it on failure, which
+ * returns SEM_ECORRUPT or SEM_EUNSUPPORTED and turns the entry cold).
+ * blocks gets blocks_for(n_common) ids the caller now owns one reference
+ * of. SEM_ELIMIT when the pool lacks free blocks. */
+sem_status cache_entry_acquire(cache_store *cs, cache_entry *ce, size_t n_common, int32_t *blocks,
+                               sem_err *err);
+void cache_entry_pin(cache_entry *ce);
+void cache_entry_unpin(cache_entry *ce);
+
+/* Records a finished request: agent_id's entry (created if needed; NULL
+ * agent_id makes or updates an anonymous entry) now covers tokens[0..n)
+ * whose KV is in blocks[0..blocks_for(n)) — the entry takes its own
+ * reference on each — and is marked dirty for write-behind. */
+sem_status cache_store_update(cache_store *cs, const char *agent_id, const int32_t *tokens,
+                              size_t n, const int32_t *blocks, sem_err *err);
+
+/* Frees at least n_blocks pool blocks by evicting least-recently-used
+ * unpinned hot entries (writing dirty ones first). Returns how many blocks
+ * were freed now; evictions waiting on a write free theirs later. */
+int32_t cache_store_evict(cache_store *cs, int32_t n_blocks);
+
+/* Drops agent_id's entry: its blocks, and its file unless evict_only.
+ * SEM_ENOTFOUND if unknown, SEM_EBUSY while a request uses it. */
+sem_status cache_store_delete(cache_store *cs, const char *agent_id, bool evict_only, sem_err *err);
+/* Drops every unpinned entry and file. Returns how many were dropped. */
+size_t cache_store_clear(cache_store *cs);
+
+typedef struct cache_entry_info {
+    char agent_id[CACHE_MAX_AGENT_ID + 1];
+    cache_tier tier;
+    bool anonymous, dirty, pinned;
+    uint32_t n_tokens;
+    uint64_t bytes;              /* KV bytes in RAM (hot) or on disk (warm) */
+    uint64_t last_use_ms;        /* wall clock */
+    uint64_t hits;
+} cache_entry_info;
+
+/* A snapshot of every entry (malloc'd array; caller frees). */
+sem_status cache_store_list(const cache_store *cs, cache_entry_info **out, size_t *n, sem_err *err);
+
+typedef struct cache_stats {
+    uint64_t hits_hot, hits_warm, misses;
+    uint64_t bytes_written, bytes_read;
+    uint64_t files_written, quarantined, evictions;
+    uint32_t entries_hot, entries_warm;
+    uint64_t disk_bytes;
+} cache_stats;
+
+cache_stats cache_store_stats(const cache_store *cs);
+/* Counts a lookup outcome (the engine decides what a hit is). */
+void cache_store_count(cache_store *cs, cache_tier tier_hit);
+
 #endif /* SEM_CACHE_H */
