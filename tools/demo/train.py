@@ -50,11 +50,13 @@ PRESETS = {
     # multiple of 64 nearest to the usual 8/3 * hidden = 683).
     "full": dict(hidden_size=256, intermediate_size=704, num_hidden_layers=6,
                  num_attention_heads=4, num_key_value_heads=2, head_dim=64,
-                 ctx=256, batch=8, steps=7000, warmup=200, lr=3e-3),
+                 ctx=256, batch=8, steps=7000, warmup=200, lr=3e-3,
+                 decay_frac=0.2),
     # ~1.3M parameters, for testing the pipeline (about 10 minutes).
     "quick": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                   num_attention_heads=2, num_key_value_heads=1, head_dim=64,
-                  ctx=256, batch=8, steps=1500, warmup=100, lr=3e-3),
+                  ctx=256, batch=8, steps=1500, warmup=100, lr=3e-3,
+                  decay_frac=0.2),
 }
 
 
@@ -81,10 +83,21 @@ def load_stream(path):
     return torch.from_numpy(arr.astype(np.int64))
 
 
+def decay_start(p):
+    return p["steps"] - int(round(p["decay_frac"] * p["steps"]))
+
+
 def lr_at(step, p):
+    """Warm-up, stable, decay (WSD): linear warm-up, constant, then a
+    cosine decay to 10% over the last decay_frac of the steps. Before the
+    decay starts the schedule does not depend on the total step count, so
+    a run can be resumed from a checkpoint with a different --steps."""
     if step < p["warmup"]:
         return p["lr"] * (step + 1) / p["warmup"]
-    frac = (step - p["warmup"]) / max(1, p["steps"] - p["warmup"])
+    start = decay_start(p)
+    if step < start:
+        return p["lr"]
+    frac = (step - start) / max(1, p["steps"] - start)
     return p["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
@@ -94,6 +107,30 @@ def param_groups(model):
         (decay if prm.dim() == 2 else no_decay).append(prm)
     return [{"params": decay, "weight_decay": 0.1},
             {"params": no_decay, "weight_decay": 0.0}]
+
+
+def save_ckpt(path, model, opt, data_gen, step, log, spent, p):
+    """Everything needed to continue bit-exactly: weights, AdamW state,
+    the batch generator's state, the log and the schedule."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save({"step": step, "model": model.state_dict(),
+                "opt": opt.state_dict(), "data_gen": data_gen.get_state(),
+                "log": log, "spent_s": spent, "hyper": p}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_ckpt(path, model, opt, data_gen, p):
+    ck = torch.load(path)
+    old = ck["hyper"]
+    same = {k: v for k, v in old.items() if k != "steps"} == \
+        {k: v for k, v in p.items() if k != "steps"}
+    if not same or ck["step"] > min(decay_start(old), decay_start(p)):
+        sys.exit("train: checkpoint at step %d does not fit this schedule; "
+                 "start afresh without --resume" % ck["step"])
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["opt"])
+    data_gen.set_state(ck["data_gen"])
+    return ck["step"], ck["log"], ck["spent_s"]
 
 
 def machine():
@@ -119,6 +156,7 @@ def evaluate(model, stream, ctx, limit=None):
 
 
 def train(args, p):
+    os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
@@ -142,9 +180,14 @@ def train(args, p):
                                      steps, batch, ctx, args.threads,
                                      "bf16 autocast" if args.bf16 else "fp32"),
           flush=True)
-    log, t0, window_loss, window_t = [], time.time(), [], time.time()
+    log, first, spent = [], 0, 0.0
+    ckpt_path = os.path.join(args.out, "ckpt.pt")
+    if args.resume and os.path.exists(ckpt_path):
+        first, log, spent = load_ckpt(ckpt_path, model, opt, data_gen, p)
+        print("train: resumed at step %d" % first, flush=True)
+    t0, window_loss, window_t = time.time() - spent, [], time.time()
     offs = torch.arange(ctx + 1)
-    for step in range(steps):
+    for step in range(first, steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, p)
         starts = torch.randint(0, len(train_ids) - ctx - 1, (batch,),
@@ -178,6 +221,9 @@ def train(args, p):
             print(line, flush=True)
             log.append(entry)
             window_loss, window_t = [], time.time()
+        if args.ckpt_every and done % args.ckpt_every == 0 and done < steps:
+            save_ckpt(ckpt_path, model, opt, data_gen, done, log,
+                      time.time() - t0, p)
     wall = time.time() - t0
     if args.bench:
         sys.exit(0)
@@ -227,11 +273,16 @@ def main():
     ap.add_argument("--steps", type=int, default=None,
                     help="override the preset's step count")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: fastest on a shared 2-core box)")
     ap.add_argument("--bf16", action="store_true",
                     help="bf16 autocast (only worth it with AVX512_BF16)")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument("--ckpt-every", type=int, default=250)
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from OUT/ckpt.pt when its step lies "
+                    "before the decay phase of both schedules")
     ap.add_argument("--bench", action="store_true",
                     help="only time the training steps; save nothing")
     args = ap.parse_args()
@@ -239,10 +290,10 @@ def main():
     if args.steps:
         p["steps"] = args.steps
         p["warmup"] = min(p["warmup"], max(1, args.steps // 10))
-    out = args.out or os.path.join(cache, "train-" + args.preset)
+    args.out = args.out or os.path.join(cache, "train-" + args.preset)
     model, cfg, info = train(args, p)
-    save(out, model, cfg, info)
-    print("train: wrote %s" % out)
+    save(args.out, model, cfg, info)
+    print("train: wrote %s" % args.out)
 
 
 if __name__ == "__main__":
