@@ -31,6 +31,8 @@
 #define CACHE_FORMAT_VERSION 1
 #define CACHE_MAX_AGENT_ID 128
 #define CACHE_MAX_TOKENS (1u << 24)
+#define CACHE_MAX_LAYERS 1024 /* files claiming more are rejected */
+#define CACHE_MAX_DIM 65536   /* n_kv_heads, head_dim, v_head_dim, block_tokens */
 
 /* [A-Za-z0-9_.-]{1,128}, not starting with '.': safe as a file name. */
 bool cache_agent_id_valid(const char *id);
@@ -39,17 +41,22 @@ typedef struct cache_file_meta {
     uint32_t version;
     char agent_id[CACHE_MAX_AGENT_ID + 1];
     char model_id[256];
-    char fingerprint[65];        /* hex model fingerprint */
+    char fingerprint[65];        /* model fingerprint: 1-64 lowercase hex digits */
     kv_geometry geo;             /* n_layers, n_kv_heads, head_dim, v_head_dim, block_tokens, dtype */
     uint32_t n_tokens;
     uint32_t crc32c;             /* of the data section */
 } cache_file_meta;
 
 /* Writes tokens[0..meta->n_tokens) and their K/V rows to path atomically
- * (temp file in the same directory, fsync, rename, fsync directory). The
- * rows are read through `kv` (layer 0's view of the blocks; layer l's K/V
- * are at k_offset/v_offset + l * layer_stride), which must not change
- * during the call (the caller pins the blocks). Fills meta->crc32c.
+ * (temp file "<path>.tmp.XXXXXX" in the same directory, fsync, rename,
+ * fsync directory; on failure the temp file is removed and an existing
+ * file at path is untouched). The rows are read through `kv` (layer 0's
+ * view of the blocks; layer l's K/V are at k_offset/v_offset + l *
+ * layer_stride), which must not change during the call (the caller pins
+ * the blocks; rows that change anyway fail the write with SEM_EBUSY).
+ * The caller fills agent_id, model_id, fingerprint, geo and n_tokens;
+ * bad ones, a view that does not match geo, or a negative token are
+ * SEM_EINVAL. On success sets meta->version and meta->crc32c.
  * Thread: persist. */
 sem_status cache_file_write(const char *path, cache_file_meta *meta, const int32_t *tokens,
                             const kn_kv_view *kv, size_t layer_stride, sem_err *err);
@@ -68,15 +75,20 @@ void cache_file_close(cache_file *f); /* NULL ok */
 const cache_file_meta *cache_file_get_meta(const cache_file *f);
 const int32_t *cache_file_tokens(const cache_file *f); /* [n_tokens]; valid until close */
 /* Copies the K/V rows of tokens [0, n) into the blocks of `kv` (same
- * geometry and dtype as the file). Thread: engine. */
+ * geometry and dtype as the file, asserted; n <= n_tokens, asserted; the
+ * block table must cover n tokens). Cannot fail: open verified it all.
+ * Thread: engine. */
 void cache_file_load(const cache_file *f, size_t n, const kn_kv_view *kv, size_t layer_stride);
 
 /* Reads only the header and metadata (no data, no CRC): for indexing a
- * cache directory at startup. */
+ * cache directory at startup. Checks everything cache_file_open checks
+ * except compatibility and the CRC (same statuses). */
 sem_status cache_file_read_meta(const char *path, cache_file_meta *out, sem_err *err);
 
-/* Moves path into <cache_dir>/quarantine/ (created if needed) under a
- * unique name, so a bad file is never loaded again and can be inspected. */
+/* Moves path into <cache_dir>/quarantine/ (created if needed) as
+ * <basename>.<wall ms>[-n].corrupt, never replacing a file there, and
+ * fsyncs both directories, so a bad file is never loaded again and can be
+ * inspected. SEM_ENOTFOUND if path is gone. Thread: persist. */
 sem_status cache_quarantine(const char *cache_dir, const char *path, sem_err *err);
 
 /* ===================================================================== */
