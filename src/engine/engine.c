@@ -42,6 +42,8 @@ typedef struct eng_seq {
     eng_stopper stop;
     bool admitted_once;
     uint64_t admit_seq;        /* admission order, for preemption */
+    cache_entry *entry;        /* the agent's entry, pinned while running; or NULL */
+    char save_as[CACHE_MAX_AGENT_ID + 1]; /* anonymous: the matched anonymous entry to extend */
 } eng_seq;
 
 struct eng_engine {
@@ -53,7 +55,9 @@ struct eng_engine {
     eng_prefix_index *pix;     /* owned */
     model_run *run;            /* owned */
     eng_sampler *sampler;      /* owned */
+    cache_store *cache;        /* owned: agents' KV caches */
     chan *submit;              /* owned: eng_request* from submitters */
+    chan *control;             /* owned: eng_control* from any thread */
     pthread_t thread;
     atomic_bool stopping;
     eng_seq **waiting;         /* owned FIFO [n_waiting] */
@@ -118,8 +122,7 @@ static eng_seq *seq_new(eng_engine *e, eng_request *r)
  * sequence stays alive there), and forgets freed blocks in the index. */
 static void seq_drop_blocks(eng_engine *e, eng_seq *s)
 {
-    for (size_t i = 0; i < s->n_blocks; i++)
-        if (kv_pool_unref(e->pool, s->blocks[i]) == 0) eng_prefix_remove(e->pix, s->blocks[i]);
+    for (size_t i = 0; i < s->n_blocks; i++) kv_pool_unref(e->pool, s->blocks[i]);
     s->n_blocks = 0;
     s->n_hashed = 0;
     s->n_computed = 0;
@@ -150,6 +153,16 @@ static void seq_finish(eng_engine *e, eng_seq *s, eng_finish f, sem_status st, c
                        const char *stop_string)
 {
     emit_done(e, s, f, st, msg, stop_string);
+    /* The agent's cache now covers every token whose KV was computed:
+     * prompt and generated tokens alike. */
+    if (e->cache && s->n_computed > 0 && f != ENG_FINISH_ERROR && f != ENG_FINISH_TIMEOUT) {
+        sem_err err;
+        const char *id = s->req->agent_id ? s->req->agent_id : s->save_as[0] ? s->save_as : NULL;
+        if (cache_store_update(e->cache, id, s->tokens, s->n_computed, s->blocks, &err))
+            sem_log(e->p.lg, SEM_LOG_WARN, "cache update failed request=%" PRIu64 " reason=\"%s\"", s->req->id, err.msg);
+    }
+    if (s->entry) cache_entry_unpin(s->entry);
+    s->entry = NULL;
     seq_drop_blocks(e, s);
     eng_request_unref(s->req);
     seq_free(s);
@@ -241,7 +254,7 @@ static void attach_prefix(eng_engine *e, eng_seq *s)
     uint64_t parent = 0;
     while ((s->n_blocks + 1) * bt < s->n_tokens) {
         const tok_id *t = s->tokens + s->n_blocks * bt;
-        uint64_t h = eng_prefix_hash(parent, t, (int32_t)bt);
+        uint64_t h = kv_block_hash(parent, t, (int32_t)bt);
         int32_t b = eng_prefix_lookup(e->pix, h, parent, t);
         if (b < 0) break;
         kv_pool_ref(e->pool, b);
@@ -268,24 +281,87 @@ static bool grow_blocks(eng_engine *e, eng_seq *s, size_t n_tokens)
     return true;
 }
 
+typedef enum admit_result { ADMIT_OK, ADMIT_WAIT_BLOCKS, ADMIT_WAIT_AGENT } admit_result;
+
+/* Reuses what the agent cache holds for s: the agent's own entry, or for
+ * an anonymous request the entry with the longest common prefix. Returns
+ * false when the pool lacks blocks for it (after trying to evict). */
+static bool attach_cache(eng_engine *e, eng_seq *s, cache_entry *ce)
+{
+    size_t common = ce ? cache_entry_common_prefix(ce, s->tokens, s->n_tokens) : 0;
+    cache_tier tier = ce && common > 0 ? cache_entry_tier(ce) : CACHE_COLD;
+    if (common > 0) {
+        sem_err err;
+        sem_status st = cache_entry_acquire(e->cache, ce, common, s->blocks, &err);
+        if (st == SEM_ELIMIT) {
+            cache_store_evict(e->cache, (int32_t)blocks_for(e, common));
+            return false;
+        }
+        if (st) {
+            tier = CACHE_COLD; /* quarantined: a miss */
+            common = 0;
+        } else {
+            s->n_blocks = blocks_for(e, common);
+            s->n_computed = common;
+            s->n_hashed = 0;
+        }
+    }
+    if (common == 0) attach_prefix(e, s);
+    if (!s->admitted_once) {
+        s->n_cached_prompt = s->n_computed;
+        cache_store_count(e->cache, s->n_computed ? (tier == CACHE_COLD ? CACHE_HOT : tier) : CACHE_COLD);
+    }
+    return true;
+}
+
+static admit_result try_admit(eng_engine *e, eng_seq *s)
+{
+    const char *agent = s->req->agent_id;
+    cache_entry *ce = NULL;
+    if (agent) {
+        /* One request per agent at a time: a second one waits, so two
+         * turns never race on the same cache. */
+        for (size_t i = 0; i < e->n_running; i++) {
+            const char *other = e->running[i]->req->agent_id;
+            if (other && !strcmp(other, agent)) return ADMIT_WAIT_AGENT;
+        }
+        ce = s->entry ? s->entry : cache_store_find(e->cache, agent);
+    } else {
+        ce = cache_store_match_prefix(e->cache, s->tokens, s->n_tokens);
+        if (ce && !strncmp(cache_entry_agent(ce), "anon-", 5))
+            snprintf(s->save_as, sizeof s->save_as, "%s", cache_entry_agent(ce));
+    }
+    if (!attach_cache(e, s, ce)) return ADMIT_WAIT_BLOCKS;
+    if (!grow_blocks(e, s, s->n_tokens + 1)) {
+        cache_store_evict(e->cache, (int32_t)(blocks_for(e, s->n_tokens + 1) - s->n_blocks));
+        if (!grow_blocks(e, s, s->n_tokens + 1)) {
+            seq_drop_blocks(e, s); /* wait for blocks to free up */
+            return ADMIT_WAIT_BLOCKS;
+        }
+    }
+    if (agent && !s->entry && (s->entry = cache_store_find(e->cache, agent))) cache_entry_pin(s->entry);
+    return ADMIT_OK;
+}
+
 static void admit(eng_engine *e)
 {
-    while (e->n_waiting > 0 && e->n_running < (size_t)e->p.max_batch) {
-        eng_seq *s = e->waiting[0];
+    for (size_t i = 0; i < e->n_waiting && e->n_running < (size_t)e->p.max_batch;) {
+        eng_seq *s = e->waiting[i];
         if (blocks_for(e, s->n_tokens + 1) > (size_t)kv_pool_n_blocks(e->pool)) {
-            waiting_remove(e, 0);
+            waiting_remove(e, i);
             char msg[160];
             snprintf(msg, sizeof msg, "the prompt needs %zu KV blocks but the pool has %d; raise --kv-budget-mb",
                      blocks_for(e, s->n_tokens + 1), kv_pool_n_blocks(e->pool));
             seq_finish(e, s, ENG_FINISH_ERROR, SEM_ELIMIT, msg, NULL);
             continue;
         }
-        attach_prefix(e, s);
-        if (!grow_blocks(e, s, s->n_tokens + 1)) {
-            seq_drop_blocks(e, s); /* wait for blocks to free up */
-            return;
+        admit_result r = try_admit(e, s);
+        if (r == ADMIT_WAIT_BLOCKS) return; /* first come, first served for blocks */
+        if (r == ADMIT_WAIT_AGENT) {
+            i++; /* this agent is busy; others may go ahead */
+            continue;
         }
-        waiting_remove(e, 0);
+        waiting_remove(e, i);
         s->admitted_once = true;
         s->admit_seq = ++e->admit_counter;
         e->running[e->n_running++] = s;
@@ -425,7 +501,7 @@ static void index_full_blocks(eng_engine *e, eng_seq *s)
         size_t b = s->n_hashed;
         uint64_t parent = b ? s->block_hash[b - 1] : 0;
         const tok_id *t = s->tokens + b * bt;
-        s->block_hash[b] = eng_prefix_hash(parent, t, (int32_t)bt);
+        s->block_hash[b] = kv_block_hash(parent, t, (int32_t)bt);
         eng_prefix_insert(e->pix, s->block_hash[b], parent, t, s->blocks[b]);
         s->n_hashed++;
     }
@@ -480,16 +556,21 @@ static size_t plan_batch(eng_engine *e)
  * changed (re-plan). */
 static bool reserve_blocks(eng_engine *e, size_t n)
 {
+    size_t bt = (size_t)e->p.block_tokens;
     for (size_t j = 0; j < n; j++) {
         eng_seq *s = e->running[e->batch_of[j]];
         size_t want = s->n_computed + e->batch[j].n_tokens;
-        while (!grow_blocks(e, s, want)) {
-            if (!preempt_one(e, s)) {
-                running_remove(e, e->batch_of[j]);
-                seq_finish(e, s, ENG_FINISH_ERROR, SEM_ELIMIT, "the KV pool is too small for this sequence; raise --kv-budget-mb", NULL);
-            }
-            return false;
+        sem_err err;
+        /* copy-on-write: never append into a block someone else holds */
+        bool ok = grow_blocks(e, s, want) &&
+                  (s->n_computed % bt == 0 || kv_pool_make_private(e->pool, &s->blocks[s->n_computed / bt], &err) == SEM_OK);
+        if (ok) continue;
+        if (cache_store_evict(e->cache, 1) > 0) return false;
+        if (!preempt_one(e, s)) {
+            running_remove(e, e->batch_of[j]);
+            seq_finish(e, s, ENG_FINISH_ERROR, SEM_ELIMIT, "the KV pool is too small for this sequence; raise --kv-budget-mb", NULL);
         }
+        return false;
     }
     return true;
 }
@@ -537,17 +618,101 @@ static void publish_stats(eng_engine *e)
     atomic_store(&e->st_blocks_shared, shared);
 }
 
+/* ---- control commands from other threads ---------------------------- */
+
+typedef enum ctl_kind { CTL_LIST, CTL_DELETE, CTL_CLEAR, CTL_FLUSH, CTL_STATS } ctl_kind;
+
+typedef struct eng_control {
+    ctl_kind kind;
+    const char *agent_id;
+    bool evict_only;
+    sem_status status;
+    sem_err err;
+    cache_entry_info *list;
+    size_t n;
+    cache_stats stats;
+    chan *reply;          /* the engine pushes the command back when done */
+} eng_control;
+
+static void run_control(eng_engine *e, eng_control *c)
+{
+    c->status = SEM_OK;
+    switch (c->kind) {
+    case CTL_LIST: c->status = cache_store_list(e->cache, &c->list, &c->n, &c->err); break;
+    case CTL_DELETE: c->status = cache_store_delete(e->cache, c->agent_id, c->evict_only, &c->err); break;
+    case CTL_CLEAR: c->n = cache_store_clear(e->cache); break;
+    case CTL_FLUSH: c->status = cache_store_flush(e->cache, &c->err); break;
+    case CTL_STATS: c->stats = cache_store_stats(e->cache); break;
+    }
+    chan_push(c->reply, c);
+}
+
+static sem_status control(eng_engine *e, eng_control *c, sem_err *err)
+{
+    c->reply = chan_create();
+    if (!c->reply) return sem_errf(err, SEM_ENOMEM, "engine: out of memory");
+    void *item;
+    sem_status st = chan_push(e->control, c) ? chan_pop(c->reply, -1, &item) : SEM_ECANCELED;
+    chan_destroy(c->reply);
+    if (st) return sem_errf(err, SEM_EBUSY, "engine is stopping");
+    if (c->status) *err = c->err;
+    return c->status;
+}
+
+sem_status eng_agents_list(eng_engine *e, cache_entry_info **out, size_t *n, sem_err *err)
+{
+    eng_control c = {.kind = CTL_LIST};
+    sem_status st = control(e, &c, err);
+    if (!st) {
+        *out = c.list;
+        *n = c.n;
+    }
+    return st;
+}
+
+sem_status eng_agent_delete(eng_engine *e, const char *agent_id, bool evict_only, sem_err *err)
+{
+    eng_control c = {.kind = CTL_DELETE, .agent_id = agent_id, .evict_only = evict_only};
+    return control(e, &c, err);
+}
+
+sem_status eng_caches_clear(eng_engine *e, size_t *n_dropped, sem_err *err)
+{
+    eng_control c = {.kind = CTL_CLEAR};
+    sem_status st = control(e, &c, err);
+    if (!st && n_dropped) *n_dropped = c.n;
+    return st;
+}
+
+sem_status eng_caches_flush(eng_engine *e, sem_err *err)
+{
+    eng_control c = {.kind = CTL_FLUSH};
+    return control(e, &c, err);
+}
+
+cache_stats eng_cache_stats(eng_engine *e)
+{
+    eng_control c = {.kind = CTL_STATS};
+    sem_err err;
+    control(e, &c, &err);
+    return c.stats;
+}
+
+/* ---- the thread ------------------------------------------------------ */
+
 static void *engine_main(void *arg)
 {
     eng_engine *e = arg;
+    void *item;
     while (!atomic_load(&e->stopping)) {
         pull_submissions(e);
+        while (chan_try_pop(e->control, &item)) run_control(e, item);
+        cache_store_poll(e->cache);
         reap_cancelled(e);
         admit(e);
         step(e);
         publish_stats(e);
     }
-    void *item;
     while (chan_try_pop(e->submit, &item)) {
         eng_request *r = item;
         eng_request_emit(r, eng_event_done(ENG_FINISH_CANCELLED, SEM_ECANCELED, "engine stopped"));
@@ -558,6 +723,8 @@ static void *engine_main(void *arg)
         seq_finish(e, s, ENG_FINISH_CANCELLED, SEM_ECANCELED, "engine stopped", NULL);
     }
     while (e->n_waiting) seq_finish(e, e->waiting[--e->n_waiting], ENG_FINISH_CANCELLED, SEM_ECANCELED, "engine stopped", NULL);
+    chan_close(e->control);
+    while (chan_try_pop(e->control, &item)) run_control(e, item);
     publish_stats(e);
     return NULL;
 }
@@ -583,6 +750,8 @@ static sem_status collect_stop_ids(eng_engine *e, sem_err *err)
     return SEM_OK;
 }
 
+static void on_block_free(void *ctx, int32_t id) { eng_prefix_remove(ctx, id); }
+
 static sem_status engine_alloc(eng_engine *e, sem_err *err)
 {
     model_kv_geometry mg = model_spec_kv_geometry(e->spec);
@@ -595,6 +764,11 @@ static sem_status engine_alloc(eng_engine *e, sem_err *err)
         (st = model_run_create(e->p.m, (size_t)e->p.prefill_chunk + mb, &e->run, err)) ||
         (st = eng_sampler_create(e->vocab, &e->sampler, err)) || (st = collect_stop_ids(e, err)))
         return st;
+    kv_pool_set_free_hook(e->pool, on_block_free, e->pix);
+    cache_store_params cp = {.cache_dir = e->p.cache_dir, .model_id = e->p.model_id, .fingerprint = e->p.fingerprint,
+                             .disk_budget_bytes = e->p.cache_disk_bytes, .compat = e->p.cache_compat, .lg = e->p.lg};
+    if ((st = cache_store_create(&cp, e->pool, &e->cache, err))) return st;
+    e->control = chan_create();
     e->submit = chan_create();
     e->running = sem_calloc(mb, sizeof *e->running);
     e->batch = sem_calloc(mb, sizeof *e->batch);
@@ -602,13 +776,15 @@ static sem_status engine_alloc(eng_engine *e, sem_err *err)
     e->logits = sem_alloc_aligned(mb * e->vocab * sizeof(float));
     e->work = sem_calloc(e->vocab, sizeof *e->work);
     e->seen = sem_calloc(e->vocab, 1);
-    if (!e->submit || !e->running || !e->batch || !e->batch_of || !e->logits || !e->work || !e->seen)
+    if (!e->submit || !e->control || !e->running || !e->batch || !e->batch_of || !e->logits || !e->work || !e->seen)
         return sem_errf(err, SEM_ENOMEM, "engine: out of memory");
     return SEM_OK;
 }
 
 static void engine_free(eng_engine *e)
 {
+    cache_store_destroy(e->cache); /* flushes dirty entries to disk */
+    chan_destroy(e->control);
     kv_pool_destroy(e->pool);
     eng_prefix_index_destroy(e->pix);
     model_run_destroy(e->run);

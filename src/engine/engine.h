@@ -13,6 +13,7 @@
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "cache/cache.h"
 #include "tokenizer/tokenizer.h"
 
 /* ===================================================================== */
@@ -104,6 +105,13 @@ typedef struct eng_params {
     int32_t max_ctx;             /* per-sequence context; 0 = the model's (capped at 32768) */
     const tok_id *stop_ids;      /* extra end-of-turn ids added to every request's stop set */
     size_t n_stop_ids;
+    /* Agent caches (cache/cache.h): per-agent KV kept in RAM and, with a
+     * cache_dir, in files that survive restarts. */
+    const char *cache_dir;       /* NULL = RAM only */
+    const char *model_id;        /* names the cache namespace */
+    const char *fingerprint;     /* model + tokenizer hash (hex) */
+    uint64_t cache_disk_bytes;   /* disk quota; 0 = unlimited */
+    cache_compat cache_compat;
 } eng_params;
 
 eng_params eng_default_params(void);
@@ -131,6 +139,7 @@ typedef struct eng_request_params {
     size_t n_stop;
     bool ignore_eos;             /* don't stop on EOS/end-of-turn ids */
     int64_t queue_timeout_ms;    /* give up if not admitted in time; 0 = never */
+    const char *agent_id;        /* copied; NULL = anonymous (matched by prefix) */
     /* Test hook: generate exactly these tokens instead of sampling (they
      * still run through the model, stop handling and streaming). */
     const tok_id *forced;        /* copied */
@@ -219,5 +228,19 @@ typedef struct eng_stats {
 
 /* A snapshot (atomics; approximate while running). Thread: any. */
 eng_stats eng_get_stats(const eng_engine *e);
+
+/* ---- agent caches, from any thread (run on the engine thread) -------- */
+
+/* Every agent's cache entry (malloc'd array; caller frees). */
+sem_status eng_agents_list(eng_engine *e, cache_entry_info **out, size_t *n, sem_err *err);
+/* Drops an agent's cache (RAM and file, or only RAM with evict_only).
+ * SEM_ENOTFOUND for an unknown agent, SEM_EBUSY while it has a request. */
+sem_status eng_agent_delete(eng_engine *e, const char *agent_id, bool evict_only, sem_err *err);
+/* Drops every idle agent cache; *n_dropped (may be NULL) gets the count. */
+sem_status eng_caches_clear(eng_engine *e, size_t *n_dropped, sem_err *err);
+/* Writes every dirty cache entry and waits until the files are durable. */
+sem_status eng_caches_flush(eng_engine *e, sem_err *err);
+/* Counters of the agent cache store. */
+cache_stats eng_cache_stats(eng_engine *e);
 
 #endif /* SEM_ENGINE_H */

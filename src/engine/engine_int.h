@@ -51,6 +51,7 @@ struct eng_request {
     tok_id *prompt;              /* owned [n_prompt] */
     char **stops;                /* owned [n_stop] */
     tok_id *forced;              /* owned [n_forced] */
+    char *agent_id;              /* owned; NULL = anonymous */
     uint64_t submit_ns;
     uint64_t id;
 };
@@ -70,9 +71,6 @@ typedef struct eng_prefix_index eng_prefix_index; /* Thread: engine */
 sem_status eng_prefix_index_create(int32_t n_blocks, int32_t block_tokens, eng_prefix_index **out,
                                    sem_err *err);
 void eng_prefix_index_destroy(eng_prefix_index *ix);
-/* Hash of a full block of tokens following a block whose hash is parent
- * (0 for the first block). */
-uint64_t eng_prefix_hash(uint64_t parent, const tok_id *tokens, int32_t block_tokens);
 /* A live block holding exactly these tokens after this parent, or -1. */
 int32_t eng_prefix_lookup(const eng_prefix_index *ix, uint64_t hash, uint64_t parent,
                           const tok_id *tokens);

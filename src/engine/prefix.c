@@ -64,23 +64,6 @@ void eng_prefix_index_destroy(eng_prefix_index *ix)
     free(ix);
 }
 
-uint64_t eng_prefix_hash(uint64_t parent, const tok_id *tokens, int32_t block_tokens)
-{
-    /* FNV-1a over the parent and the tokens, then a final avalanche. */
-    uint64_t h = 0xcbf29ce484222325ull ^ parent;
-    for (int32_t i = 0; i < block_tokens; i++) {
-        uint32_t t = (uint32_t)tokens[i];
-        for (int b = 0; b < 4; b++) {
-            h ^= (t >> (8 * b)) & 0xff;
-            h *= 0x100000001b3ull;
-        }
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h ? h : 1;
-}
-
 static bool matches(const eng_prefix_index *ix, const slot *s, uint64_t hash, uint64_t parent,
                     const tok_id *tokens)
 {

@@ -59,6 +59,7 @@ static void request_free(eng_request *r)
     free(r->stops);
     free(r->prompt);
     free(r->forced);
+    free(r->agent_id);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }
@@ -80,6 +81,8 @@ static bool copy_params(eng_request *r, const eng_request_params *p)
     if (p->n_forced) memcpy(r->forced, p->forced, p->n_forced * sizeof *r->forced);
     for (size_t i = 0; i < p->n_stop; i++)
         if (!(r->stops[i] = sem_strdup(p->stop[i]))) return false;
+    if (p->agent_id && !(r->agent_id = sem_strdup(p->agent_id))) return false;
+    r->p.agent_id = r->agent_id;
     r->p.prompt = r->prompt;
     r->p.stop = (const char *const *)r->stops;
     r->p.forced = r->forced;

@@ -10,6 +10,7 @@
 #include "kv/kv.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct kv_pool {
     kv_geometry geo;
@@ -21,6 +22,8 @@ struct kv_pool {
     int32_t *refcount;     /* owned [n_blocks] */
     int32_t *free_ids;     /* owned stack of free block ids */
     int32_t n_free;
+    void (*on_free)(void *ctx, int32_t id); /* see kv_pool_set_free_hook */
+    void *on_free_ctx;
 };
 
 sem_status kv_geometry_check(const kv_geometry *g, sem_err *err)
@@ -103,14 +106,35 @@ void kv_pool_ref(kv_pool *pool, int32_t id)
 int32_t kv_pool_unref(kv_pool *pool, int32_t id)
 {
     SEM_ASSERT(id >= 0 && id < pool->n_blocks && pool->refcount[id] > 0);
-    if (--pool->refcount[id] == 0) pool->free_ids[pool->n_free++] = id;
+    if (--pool->refcount[id] == 0) {
+        pool->free_ids[pool->n_free++] = id;
+        if (pool->on_free) pool->on_free(pool->on_free_ctx, id);
+    }
     return pool->refcount[id];
+}
+
+void kv_pool_set_free_hook(kv_pool *pool, void (*fn)(void *ctx, int32_t id), void *ctx)
+{
+    pool->on_free = fn;
+    pool->on_free_ctx = ctx;
 }
 
 int32_t kv_pool_refcount(const kv_pool *pool, int32_t id)
 {
     SEM_ASSERT(id >= 0 && id < pool->n_blocks);
     return pool->refcount[id];
+}
+
+sem_status kv_pool_make_private(kv_pool *pool, int32_t *id, sem_err *err)
+{
+    if (kv_pool_refcount(pool, *id) == 1) return SEM_OK;
+    int32_t fresh;
+    sem_status st = kv_pool_alloc(pool, &fresh, err);
+    if (st) return st;
+    memcpy(pool->arena + (size_t)fresh * pool->block_bytes, pool->arena + (size_t)*id * pool->block_bytes, pool->block_bytes);
+    kv_pool_unref(pool, *id);
+    *id = fresh;
+    return SEM_OK;
 }
 
 kn_kv_view kv_pool_view(const kv_pool *pool, const int32_t *block_ids)
@@ -133,3 +157,20 @@ kn_kv_view kv_pool_view(const kv_pool *pool, const int32_t *block_ids)
 }
 
 size_t kv_pool_layer_stride(const kv_pool *pool) { return pool->layer_stride; }
+
+uint64_t kv_block_hash(uint64_t parent, const int32_t *tokens, int32_t block_tokens)
+{
+    /* FNV-1a over the parent and the tokens, then a final avalanche. */
+    uint64_t h = 0xcbf29ce484222325ull ^ parent;
+    for (int32_t i = 0; i < block_tokens; i++) {
+        uint32_t t = (uint32_t)tokens[i];
+        for (int b = 0; b < 4; b++) {
+            h ^= (t >> (8 * b)) & 0xff;
+            h *= 0x100000001b3ull;
+        }
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h ? h : 1;
+}

@@ -212,6 +212,31 @@ uint64_t model_decode_bytes_per_token(const model *m)
     return m->spec.tied_embeddings ? m->matrix_bytes : m->matrix_bytes - m->embed_bytes;
 }
 
+static uint64_t fnv(uint64_t h, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+void model_fingerprint(const model *m, uint64_t extra_hash, char out[17])
+{
+    const model_spec *s = &m->spec;
+    uint64_t h = fnv(0xcbf29ce484222325ull, s->arch_name, strlen(s->arch_name));
+    int32_t dims[] = {s->n_layers, s->hidden, s->n_heads, s->n_kv_heads, s->head_dim, s->v_head_dim, s->intermediate, s->vocab};
+    h = fnv(h, dims, sizeof dims);
+    for (size_t i = 0; i < st_set_n_tensors(m->tensors); i++) {
+        const st_tensor *t = st_set_tensor(m->tensors, i);
+        h = fnv(h, t->name, strlen(t->name) + 1);
+        h = fnv(h, &t->dtype, sizeof t->dtype);
+        h = fnv(h, t->shape, (size_t)t->n_dims * sizeof t->shape[0]);
+        /* a sample of the values, so two fine-tunes of one base differ */
+        h = fnv(h, t->data, t->n_bytes < 32 ? (size_t)t->n_bytes : 32);
+    }
+    h = fnv(h, &extra_hash, sizeof extra_hash);
+    snprintf(out, 17, "%016" PRIx64, h);
+}
+
 static const char *weight_format(const kn_weight *w, char *out, size_t cap)
 {
     if (w->bits) snprintf(out, cap, "mlx-q%d g%d (scales %s)", w->bits, w->group_size, kn_dtype_name(w->scale_dtype));

@@ -114,6 +114,12 @@ uint64_t model_file_bytes(const model *m);    /* bytes of safetensors files */
 uint64_t model_decode_bytes_per_token(const model *m);
 /* The largest `cols` of any matmul (for kn_ctx_params.max_cols). */
 size_t model_max_matmul_cols(const model *m);
+/* A 64-bit hash (16 hex digits + NUL into out[17]) of what makes two
+ * checkpoints interchangeable for a KV cache: the architecture, the
+ * geometry, every tensor's name, dtype and shape, and a sample of each
+ * tensor's bytes (so a fine-tune differs from its base); extra_hash (e.g.
+ * of tokenizer.json) is mixed in. */
+void model_fingerprint(const model *m, uint64_t extra_hash, char out[17]);
 /* Prints the spec, formats, parameter count and bytes (model inspect). */
 void model_describe(const model *m, FILE *f);
 
