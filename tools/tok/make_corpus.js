@@ -8,17 +8,22 @@
 // spaces, random Unicode from established blocks, and random mixes of all.
 // Only valid UTF-8 is produced (no lone surrogates).
 //
-// usage: node tools/tok/make_corpus.js [--seed 1] [--n 2400] --out FILE
+// usage: node tools/tok/make_corpus.js [--seed 1] [--n 2400] [--only prose,code]
+//          [--text] --out FILE
+//   --only  restricts the generators (names as below); --text writes the
+//           strings joined by newlines instead of JSON lines (bench input).
 'use strict';
 const fs = require('fs');
 
 function args() {
-  const a = { seed: 1, n: 2400, out: null };
+  const a = { seed: 1, n: 2400, out: null, only: null, text: false };
   const v = process.argv.slice(2);
   for (let i = 0; i < v.length; i++) {
     if (v[i] === '--seed') a.seed = Number(v[++i]);
     else if (v[i] === '--n') a.n = Number(v[++i]);
     else if (v[i] === '--out') a.out = v[++i];
+    else if (v[i] === '--only') a.only = v[++i].split(',');
+    else if (v[i] === '--text') a.text = true;
     else throw new Error('unknown argument ' + v[i]);
   }
   if (!a.out) throw new Error('--out FILE is required');
@@ -219,7 +224,10 @@ const FIXED = ['', ' ', '  ', '\n', '\r\n', 'a', 'Hello world', ' Hello', 'Hello
   'x\u0000y', '12345678901234567890', 'e\u0301', 'é', 'ﬁ ① ™ Ⅻ', 'İstanbul ΣΑΣ ß', '\t\t\tx', '    x'];
 
 const out = [];
-for (const f of FIXED) out.push(f);
-const gens = GENERATORS.concat([mix, mix, mix]);
+let gens = GENERATORS.concat([mix, mix, mix]);
+if (A.only) gens = gens.filter((g) => A.only.includes(g.name));
+else for (const f of FIXED) out.push(f);
+if (!gens.length) throw new Error('--only matched no generator');
 while (out.length < A.n) out.push(pick(gens)());
-fs.writeFileSync(A.out, out.map((s) => JSON.stringify(s)).join('\n') + '\n');
+if (A.text) fs.writeFileSync(A.out, out.join('\n') + '\n');
+else fs.writeFileSync(A.out, out.map((s) => JSON.stringify(s)).join('\n') + '\n');
