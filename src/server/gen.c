@@ -218,7 +218,7 @@ static void finish_error(srv_gen *g, const eng_event *ev, buf *out)
         e.retry_after_s = 1;
         break;
     case ENG_FINISH_CANCELLED:
-        srv_errorf(&e, 503, "cancelled", NULL, "the request was cancelled (server shutting down)");
+        srv_errorf(&e, 503, "cancelled", NULL, "the request was cancelled (client gone or server shutting down)");
         break;
     default:
         srv_errorf(&e, srv_http_status_for(ev->status ? ev->status : SEM_EIO), NULL, NULL,

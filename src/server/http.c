@@ -79,7 +79,13 @@ static void add_headers(srv_conn *c, struct MHD_Response *resp, double retry_aft
         snprintf(ra, sizeof ra, "%ld", secs < 1 ? 1L : secs);
         MHD_add_response_header(resp, "Retry-After", ra);
     }
-    if (atomic_load(&c->srv->draining)) MHD_add_response_header(resp, "Connection", "close");
+    if (atomic_load(&c->srv->draining)) {
+        MHD_add_response_header(resp, "Connection", "close");
+    } else { /* tell clients when we close idle connections, so they do not reuse one we closed */
+        char ka[32];
+        snprintf(ka, sizeof ka, "timeout=%u", (unsigned)c->srv->cfg.idle_timeout_s);
+        MHD_add_response_header(resp, "Keep-Alive", ka);
+    }
 }
 
 static enum MHD_Result queue_bytes(srv_conn *c, int status, const char *ctype, const char *data,
@@ -575,7 +581,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     if (!c) return;
     *con_cls = NULL;
     live_remove(c);
-    bool gone = c->gen && (!c->gen->finished || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    bool gone = c->gen && (atomic_load(&c->client_gone) || !c->gen->finished ||
+                           toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (gone) {
         if (c->gen->er) eng_request_cancel(c->gen->er);
         srv_metrics_add(s->metrics, SRV_C_CLIENT_DISCONNECTS, 1);
@@ -588,7 +595,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
             "http req=%s route=%s status=%d ms=%.1f agent=%s prompt_tokens=%d cached_tokens=%d "
             "completion_tokens=%d finish=%s%s",
             c->reqid, c->route ? c->route->path : "other", status, ms, c->agent[0] ? c->agent : "-",
-            d ? d->prompt_tokens : 0, d ? d->cached_tokens : 0, d ? d->completion_tokens : 0,
+            d ? (d->prompt_tokens ? d->prompt_tokens : c->gen->prompt_tokens) : 0, d ? d->cached_tokens : 0, d ? d->completion_tokens : 0,
             d && c->gen->finished && !c->gen->error.http_status ? eng_finish_name(d->finish) : "-",
             gone ? " client_gone=1" : toe != MHD_REQUEST_TERMINATED_COMPLETED_OK ? " aborted=1" : "");
     conn_destroy(c);
