@@ -46,4 +46,16 @@ static inline void kn_scales_f32(kn_dtype t, const void *p, size_t i0, size_t n,
     }
 }
 
+/* Decode streams weights from DRAM in 4-row tiles; hardware prefetchers
+ * do not run far enough ahead over four short interleaved rows, so each
+ * chunk step prefetches its share of a tile ahead (two tiles ahead when
+ * tiles are small, so that about 2 KiB or more are in flight). Measured on
+ * Zen 3: about +60% on a SmolLM2-shaped decode. Prefetch never faults, so
+ * running past the matrix end is harmless. rb = bytes per row. */
+static inline const uint8_t *kn_prefetch_base(const uint8_t *w0, size_t rb)
+{
+    /* integer math: the address may lie past the matrix */
+    return (const uint8_t *)((uintptr_t)w0 + 4 * rb + (4 * rb < 4096 ? 4 * rb : 0));
+}
+
 #endif /* SEM_KN_AVX2_UTIL_H */

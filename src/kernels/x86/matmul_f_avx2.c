@@ -42,8 +42,14 @@ KN_INLINE void f_tile(kn_dtype dt, const kn_weight *w, size_t r, size_t t0, cons
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) acc[i][t] = _mm256_setzero_ps();
     }
+    /* decode (4 rows, 1 token): 32 * esz bytes of a tile ahead per step */
+    const uint8_t *pf = kn_prefetch_base(rows[0], cols * esz);
     size_t c = 0;
     for (; c + 8 <= cols; c += 8) {
+        if (R == 4 && T == 1) {
+            _mm_prefetch((const char *)(pf + 4 * esz * c), _MM_HINT_T0);
+            if (esz == 4) _mm_prefetch((const char *)(pf + 4 * esz * c + 64), _MM_HINT_T0);
+        }
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
             __m256 wv = ld_w8(dt, rows[i], c);

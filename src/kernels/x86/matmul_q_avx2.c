@@ -180,6 +180,7 @@ KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS)
     const kn_qx *qx = a->qx;
     size_t ng = a->ng, rb = a->rb;
     const uint8_t *w0 = (const uint8_t *)w->data + r * rb;
+    const uint8_t *pf = kn_prefetch_base(w0, rb); /* 128 bytes per chunk */
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     float sc[4][SEG], bi[4][SEG];
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
@@ -201,6 +202,8 @@ KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS)
                 __m256i xo = _mm256_loadu_si256((const __m256i *)(xq + 32));
                 __m256 d = _mm256_loadu_ps(qx->d + c / 8);
                 const uint8_t *wp = w0 + c / 2;
+                _mm_prefetch((const char *)(pf + 2 * c), _MM_HINT_T0);
+                _mm_prefetch((const char *)(pf + 2 * c + 64), _MM_HINT_T0);
                 a0 = _mm256_fmadd_ps(q4_isum(wp, xe, xo), _mm256_mul_ps(d, s0), a0);
                 a1 = _mm256_fmadd_ps(q4_isum(wp + rb, xe, xo), _mm256_mul_ps(d, s1), a1);
                 a2 = _mm256_fmadd_ps(q4_isum(wp + 2 * rb, xe, xo), _mm256_mul_ps(d, s2), a2);
@@ -320,6 +323,7 @@ KN_INLINE void q8_rows4(const q_args *a, size_t r, float *y, size_t GS)
     const kn_qx *qx = a->qx;
     size_t ng = a->ng, rb = a->rb;
     const uint8_t *w0 = (const uint8_t *)w->data + r * rb;
+    const uint8_t *pf = kn_prefetch_base(w0, rb); /* 128 bytes per chunk */
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     float sc[4][SEG], bi[4][SEG];
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
@@ -337,6 +341,8 @@ KN_INLINE void q8_rows4(const q_args *a, size_t r, float *y, size_t GS)
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(qx->q + c));
                 __m256 d = _mm256_broadcast_ss(qx->d + c / 8);
                 const uint8_t *wp = w0 + c;
+                _mm_prefetch((const char *)(pf + 4 * c), _MM_HINT_T0);
+                _mm_prefetch((const char *)(pf + 4 * c + 64), _MM_HINT_T0);
                 a0 = _mm256_fmadd_ps(q8_isum(wp, xv), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[0][g])), a0);
                 a1 = _mm256_fmadd_ps(q8_isum(wp + rb, xv), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[1][g])), a1);
                 a2 = _mm256_fmadd_ps(q8_isum(wp + 2 * rb, xv), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[2][g])), a2);

@@ -123,6 +123,7 @@ KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS)
     const kn_qx *qx = a->qx;
     size_t ng = a->ng, rb = a->rb;
     const uint8_t *w0 = (const uint8_t *)w->data + r * rb;
+    const uint8_t *pf = kn_prefetch_base(w0, rb); /* 256 bytes per piece */
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     float sc[4][SEG], bi[4][SEG];
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
@@ -140,6 +141,7 @@ KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS)
             __m512i xo = _mm512_loadu_si512(qx->q + c + 64);
             __m512 d = _mm512_loadu_ps(qx->d + c / 8);
             const uint8_t *wp = w0 + c / 2;
+            for (int k = 0; k < 4; k++) _mm_prefetch((const char *)(pf + 2 * c + 64 * k), _MM_HINT_T0);
             a0 = _mm512_fmadd_ps(q4_isum(wp, xe, xo), _mm512_mul_ps(d, piece_scale(sc[0], g, GS)), a0);
             a1 = _mm512_fmadd_ps(q4_isum(wp + rb, xe, xo), _mm512_mul_ps(d, piece_scale(sc[1], g, GS)), a1);
             a2 = _mm512_fmadd_ps(q4_isum(wp + 2 * rb, xe, xo), _mm512_mul_ps(d, piece_scale(sc[2], g, GS)), a2);
