@@ -309,6 +309,9 @@ def main():
     ap.add_argument("--corpus-dir", default=os.path.join(cache, "corpus"))
     ap.add_argument("--name", default="semantic-demo-5m")
     ap.add_argument("--models", default=os.path.join(REPO, "models"))
+    ap.add_argument("--cards-only", action="store_true",
+                    help="only rewrite README.md, with the perplexity from "
+                    "each directory's reference.json (run after reference.py)")
     args = ap.parse_args()
     weights = np.load(os.path.join(args.train_dir, "weights.npz"))
     train_cfg = json.load(open(os.path.join(args.train_dir, "config.json")))
@@ -317,24 +320,28 @@ def main():
                                             "tokenizer_stats.json")))
     corpus = json.load(open(os.path.join(args.corpus_dir, "corpus.json")))
     tok_file = os.path.join(args.tok_dir, "tokenizer.json")
-    metrics = []
-    ref = os.path.join(args.models, args.name, "reference.json")
-    if os.path.exists(ref):
-        r = json.load(open(ref))
-        metrics = [("BF16 weights, " + r["perplexity"]["engine"],
-                    r["perplexity"]["ppl"])]
     for bits in (None, 8, 4):
         cfg = hf_config(train_cfg, bits)
+        out = os.path.join(args.models, args.name + ("-q%d" % bits
+                                                     if bits else ""))
+        ref = os.path.join(out, "reference.json")
+        metrics = []
+        if args.cards_only and os.path.exists(ref):
+            r = json.load(open(ref))["perplexity"]
+            metrics = [("%s weights (%s)" % (
+                "BF16" if not bits else "%d-bit" % bits, r["engine"]),
+                r["ppl"])]
+        card = model_card(args.name, bits, cfg, info, corpus, tok_stats,
+                          metrics)
+        if args.cards_only:
+            write_text(os.path.join(out, "README.md"), card)
+            continue
         if bits:
             tensors = quant_tensors(weights, bits)
             meta = {"format": "mlx"}
-            out = os.path.join(args.models, "%s-q%d" % (args.name, bits))
         else:
             tensors = bf16_tensors(weights)
             meta = {"format": "pt"}
-            out = os.path.join(args.models, args.name)
-        card = model_card(args.name, bits, cfg, info, corpus, tok_stats,
-                          metrics if not bits else [])
         export_dir(out, cfg, tensors, meta, tok_file, card)
 
 
