@@ -22,19 +22,6 @@ static const char *const tier_names[] = {"cold", "warm", "hot"};
 
 const char *cache_tier_name(cache_tier t) { return (unsigned)t < 3 ? tier_names[t] : "?"; }
 
-bool cache_agent_id_valid(const char *id)
-{
-    size_t n = 0;
-    if (!id || id[0] == '.' || id[0] == '\0') return false;
-    for (; id[n]; n++) {
-        char c = id[n];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                  c == '.' || c == '-';
-        if (!ok || n >= CACHE_MAX_AGENT_ID) return false;
-    }
-    return true;
-}
-
 void cache_model_tag(const char *model_id, const char *fingerprint, char *out, size_t cap)
 {
     /* "mlx-community/Llama-3.2-1B" -> "mlx-community--Llama-3.2-1B-<fp12>" */
