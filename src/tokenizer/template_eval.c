@@ -1121,6 +1121,16 @@ sem_status tpl_render(const tpl_template *t, const json_t *ctx, const tpl_render
         if (strncmp(err->msg, "template", 8) != 0) sem_err_prefix(err, "template: ");
         return st;
     }
+    if (o.data && tpl_has_surrogates(o.data, o.len)) {
+        buf u;
+        buf_init(&u);
+        if (!tpl_wtf8_to_utf8(o.data, o.len, &u)) {
+            buf_fini(&u), buf_fini(&o);
+            return sem_errf(err, SEM_ENOMEM, "template: out of memory");
+        }
+        buf_fini(&o);
+        o = u;
+    }
     size_t len = o.len;
     char *res = buf_take(&o);
     if (!res) return sem_errf(err, SEM_ENOMEM, "template: out of memory");

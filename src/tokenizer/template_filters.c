@@ -111,9 +111,15 @@ static tstat membership(tpl_rctx *r, tval v, tval seq, bool *in)
     return TS_OK;
 }
 
+static tstat tv_ret_bool(bool *res, bool v)
+{
+    *res = v;
+    return TS_OK;
+}
+
 static tstat case_test(tpl_rctx *r, tval v, bool upper, bool *res)
 {
-    if (v.type != TV_STR) return tpl_fail(r, "cannot test case of %s", tv_type_name(v));
+    if (v.type != TV_STR) return tv_ret_bool(res, false);
     buf b;
     buf_init(&b);
     if (!tpl_case_map(tv_s(v)->p, tv_s(v)->len, upper, &b)) return buf_fini(&b), tpl_oom(r);

@@ -410,8 +410,13 @@ size_t tpl_js_space_at(const char *s, size_t len, size_t i); /* bytes of whitesp
 size_t tpl_js_space_before(const char *s, size_t i);         /* bytes of whitespace char ending at i */
 void tpl_js_trim(const char *s, size_t len, bool left, bool right, size_t *start, size_t *end);
 size_t tpl_utf16_len(const char *s, size_t len);
-/* Byte range of the UTF-16 code unit at index idx (negative from the end);
- * a unit inside an astral character yields U+FFFD. false when out of range. */
+/* Lone surrogates (WTF-8) present? And the UTF-8 that node would write:
+ * surrogate pairs joined, lone ones as U+FFFD. */
+bool tpl_has_surrogates(const char *s, size_t len);
+bool tpl_wtf8_to_utf8(const char *s, size_t len, buf *out);
+/* The UTF-16 code unit at index idx (negative from the end) as a string; a
+ * unit inside an astral character yields that surrogate (WTF-8). *found is
+ * false when out of range; false return = OOM. */
 bool tpl_utf16_at(const char *s, size_t len, int64_t idx, buf *out, bool *found);
 int tpl_utf16_cmp(const char *a, size_t alen, const char *b, size_t blen);
 bool tpl_case_map(const char *s, size_t len, bool upper, buf *out);

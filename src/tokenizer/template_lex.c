@@ -424,11 +424,7 @@ static sem_status lex_escape(lexer *lx, size_t at, buf *b)
             lex_hex(lx, lx->c + 2, 4, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
             cp = 0x10000u + ((cp - 0xD800u) << 10) + (lo - 0xDC00u);
             lx->c += 6;
-        } else {
-            cp = 0xFFFD; /* a lone surrogate prints as U+FFFD from node too */
-        }
-    } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-        cp = 0xFFFD;
+        } /* else a lone surrogate, kept as WTF-8 (see template_str.c) */
     }
     return buf_put_cp(b, cp) ? SEM_OK : lex_fail(lx, at, "out of memory");
 }

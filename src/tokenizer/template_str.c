@@ -5,7 +5,11 @@
  * parseFloat).
  *
  * Strings are UTF-8 throughout; invalid bytes decode as U+FFFD one byte at a
- * time so that no input can make a loop stall.
+ * time so that no input can make a loop stall. A lone UTF-16 surrogate (what
+ * s[i] yields inside an astral character in JavaScript, or a "\ud800"
+ * escape) is kept as its 3-byte WTF-8 form so that length, tojson and
+ * ordering still see one code unit; tpl_render turns such bytes into proper
+ * UTF-8 at the end (pairs joined, lone ones as U+FFFD, like node's output).
  *
  * Thread: any (pure functions).
  */
@@ -50,7 +54,7 @@ size_t tpl_utf8_decode(const char *s, size_t len, size_t i, uint32_t *cp)
         }
         v = (v << 6) | (u[i + k] & 0x3Fu);
     }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
+    if (v < min || v > 0x10FFFF) { /* surrogates pass: WTF-8, see the top */
         *cp = 0xFFFD;
         return 1;
     }
@@ -134,6 +138,37 @@ void tpl_js_trim(const char *s, size_t len, bool left, bool right, size_t *start
 /* UTF-16 views                                                            */
 /* ===================================================================== */
 
+bool tpl_wtf8_to_utf8(const char *s, size_t len, buf *out)
+{
+    for (size_t i = 0; i < len;) {
+        uint32_t cp, lo;
+        size_t n = tpl_utf8_decode(s, len, i, &cp);
+        if (n != 3 || cp < 0xD800 || cp > 0xDFFF) {
+            if (!buf_append(out, s + i, n)) return false;
+            i += n;
+            continue;
+        }
+        size_t m = i + 3 < len ? tpl_utf8_decode(s, len, i + 3, &lo) : 0;
+        char tmp[4];
+        if (cp <= 0xDBFF && m == 3 && lo >= 0xDC00 && lo <= 0xDFFF) {
+            cp = 0x10000u + ((cp - 0xD800u) << 10) + (lo - 0xDC00u);
+            n = 6;
+        } else {
+            cp = 0xFFFD;
+        }
+        if (!buf_append(out, tmp, tpl_utf8_encode(cp, tmp))) return false;
+        i += n;
+    }
+    return true;
+}
+
+bool tpl_has_surrogates(const char *s, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++)
+        if ((unsigned char)s[i] == 0xED && (unsigned char)s[i + 1] >= 0xA0) return true;
+    return false;
+}
+
 size_t tpl_utf16_len(const char *s, size_t len)
 {
     size_t n = 0;
@@ -144,6 +179,8 @@ size_t tpl_utf16_len(const char *s, size_t len)
     }
     return n;
 }
+
+static void utf16_units(uint32_t cp, uint32_t *hi, uint32_t *lo);
 
 bool tpl_utf16_at(const char *s, size_t len, int64_t idx, buf *out, bool *found)
 {
@@ -157,8 +194,12 @@ bool tpl_utf16_at(const char *s, size_t len, int64_t idx, buf *out, bool *found)
         uint64_t w = cp >= 0x10000 ? 2 : 1;
         if ((uint64_t)idx < unit + w) {
             *found = true;
-            if (w == 2) return buf_append(out, "\xEF\xBF\xBD", 3); /* half a pair */
-            return buf_append(out, s + i, n);
+            if (w == 1) return buf_append(out, s + i, n);
+            uint32_t hi, lo;
+            utf16_units(cp, &hi, &lo);
+            char tmp[4];
+            size_t k = tpl_utf8_encode((uint64_t)idx == unit ? hi : lo, tmp); /* half a pair */
+            return buf_append(out, tmp, k);
         }
         unit += w;
         i += n;

@@ -633,12 +633,46 @@ tstat tv_raw_string(tpl_rctx *r, tval v, buf *out, unsigned depth)
 /* tojson                                                                  */
 /* ===================================================================== */
 
+/* JSON.stringify's string quoting: lone surrogates always become \udxxx;
+ * ensure_ascii escapes U+007F and up per UTF-16 unit. */
+static tstat json_quote_cp(tpl_rctx *r, uint32_t cp, bool ascii, const char *raw, size_t n, buf *out)
+{
+    char tmp[16];
+    size_t k;
+    if (cp >= 0xD800 && cp <= 0xDFFF) {
+        k = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", cp);
+    } else if (!ascii) {
+        return put(r, out, raw, n);
+    } else if (cp >= 0x10000) {
+        k = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", 0xD800u + ((cp - 0x10000u) >> 10),
+                             0xDC00u + ((cp - 0x10000u) & 0x3FFu));
+    } else {
+        k = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", cp);
+    }
+    return put(r, out, tmp, k);
+}
+
 static tstat json_quote(tpl_rctx *r, const char *s, size_t len, bool ascii, buf *out)
 {
     if (put(r, out, "\"", 1) != TS_OK) return TS_ERR;
     for (size_t i = 0; i < len;) {
         unsigned char c = (unsigned char)s[i];
-        char tmp[16];
+        if (c >= 0x80) {
+            uint32_t cp, lo;
+            size_t n = tpl_utf8_decode(s, len, i, &cp);
+            if (cp >= 0xD800 && cp <= 0xDBFF && n == 3 && i + 3 < len &&
+                tpl_utf8_decode(s, len, i + 3, &lo) == 3 && lo >= 0xDC00 && lo <= 0xDFFF) {
+                char pair[4]; /* a WTF-8 pair is one character to JavaScript */
+                cp = 0x10000u + ((cp - 0xD800u) << 10) + (lo - 0xDC00u);
+                if (json_quote_cp(r, cp, ascii, pair, tpl_utf8_encode(cp, pair), out) != TS_OK) return TS_ERR;
+                i += 6;
+                continue;
+            }
+            if (json_quote_cp(r, cp, ascii, s + i, n, out) != TS_OK) return TS_ERR;
+            i += n;
+            continue;
+        }
+        char tmp[8];
         size_t n = 0;
         if (c == '"' || c == '\\') {
             tmp[0] = '\\', tmp[1] = (char)c, n = 2;
@@ -648,21 +682,9 @@ static tstat json_quote(tpl_rctx *r, const char *s, size_t len, bool ascii, buf 
             else n = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", c);
         } else if (c == 0x7F && ascii) {
             n = (size_t)snprintf(tmp, sizeof tmp, "\\u007f");
-        } else if (c >= 0x80 && ascii) {
-            uint32_t cp;
-            i += tpl_utf8_decode(s, len, i, &cp);
-            if (cp >= 0x10000)
-                n = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x",
-                                     0xD800u + ((cp - 0x10000u) >> 10),
-                                     0xDC00u + ((cp - 0x10000u) & 0x3FFu));
-            else
-                n = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", cp);
-            if (put(r, out, tmp, n) != TS_OK) return TS_ERR;
-            continue;
         } else {
             size_t j = i + 1;
-            while (j < len && (unsigned char)s[j] >= 0x20 && s[j] != '"' && s[j] != '\\' &&
-                   !(ascii && (unsigned char)s[j] >= 0x7F))
+            while (j < len && (unsigned char)s[j] >= 0x20 && (unsigned char)s[j] < 0x7F && s[j] != '"' && s[j] != '\\')
                 j++;
             if (put(r, out, s + i, j - i) != TS_OK) return TS_ERR;
             i = j;

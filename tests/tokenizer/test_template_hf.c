@@ -6,7 +6,13 @@
  * @huggingface/jinja, writing the expected prompts to a temp file at test
  * time. This test renders the same cases through tok_chat_render_ex and
  * compares byte for byte, printing the first difference. Cases the reference
- * rejects (raise_exception) must fail here too. Skipped when node is missing.
+ * rejects (raise_exception) must fail here too.
+ *
+ * A second test does the same for random small templates
+ * (tools/tpl/gen_exprs.mjs: operators, filters, tests, methods, loops, sets,
+ * macros, whitespace control): wherever the reference renders, we must render
+ * the same bytes (where it fails we may accept: our engine is a superset).
+ * Both are skipped when node is missing.
  *
  * Thread: test main thread only.
  */
@@ -180,10 +186,84 @@ static void test_parity_with_reference(void **state)
     free(dir);
 }
 
+static bool check_expr_case(const json_t *c, size_t *superset)
+{
+    const char *src = json_string_value(json_object_get(c, "template"));
+    const json_t *want = json_object_get(c, "expected");
+    tpl_template *t;
+    sem_err err;
+    char *got = NULL;
+    size_t glen = 0;
+    tpl_render_params rp = tpl_render_default_params();
+    rp.now_unix_s = FIXED_NOW_S;
+    rp.now_utc = true;
+    sem_status s = tpl_parse(src, strlen(src), &t, &err);
+    if (s == SEM_OK) {
+        s = tpl_render(t, json_object_get(c, "context"), &rp, &got, &glen, &err);
+        tpl_destroy(t);
+    }
+    bool ok = true;
+    if (json_is_string(want)) {
+        ok = s == SEM_OK && glen == json_string_length(want) && memcmp(got, json_string_value(want), glen) == 0;
+        if (!ok) {
+            fprintf(stderr, "  template: %s\n", src);
+            if (s != SEM_OK) fprintf(stderr, "  render failed: %s\n", err.msg);
+            else report_diff(json_string_value(json_object_get(c, "id")), json_string_value(want),
+                             json_string_length(want), got, glen);
+        }
+    } else if (s == SEM_OK) {
+        (*superset)++;
+        if (getenv("SEM_TPL_SHOW_SUPERSET"))
+            fprintf(stderr, "  superset: %s\n    reference: %s\n    we: %s\n", src,
+                    json_string_value(json_object_get(c, "error")), got);
+    }
+    free(got);
+    return ok;
+}
+
+static void test_expression_parity(void **state)
+{
+    (void)state;
+    if (tu_run(NULL, "node --version") != 0) skip();
+    char *dir = tu_tmpdir(), path[512], *log = NULL, *data;
+    snprintf(path, sizeof path, "%s/exprs.jsonl", dir);
+    int rc = tu_run(&log, "cd '%s' && node tools/tpl/gen_exprs.mjs --out '%s' --seed %s --count %s",
+                    tu_source_dir(), path, tu_env("SEM_TPL_SEED", "20240726"),
+                    tu_env("SEM_TPL_EXPR_COUNT", "3000"));
+    fprintf(stderr, "%s", log ? log : "");
+    free(log);
+    assert_int_equal(rc, 0);
+    size_t len, total = 0, failures = 0, superset = 0;
+    sem_err err;
+    assert_int_equal(fs_read_file(path, (size_t)512 << 20, &data, &len, &err), SEM_OK);
+    for (char *line = data; line < data + len;) {
+        char *nl = memchr(line, '\n', (size_t)(data + len - line));
+        size_t l = nl ? (size_t)(nl - line) : (size_t)(data + len - line);
+        if (l > 0) {
+            json_t *c = json_loadb(line, l, JSON_DECODE_INT_AS_REAL, NULL);
+            assert_non_null(c);
+            total++;
+            if (!check_expr_case(c, &superset) && ++failures >= MAX_REPORTS) {
+                json_decref(c);
+                break;
+            }
+            json_decref(c);
+        }
+        line += l + 1;
+    }
+    free(data);
+    tu_rmrf(dir);
+    free(dir);
+    fprintf(stderr, "expression parity: %zu templates, %zu failures, %zu accepted beyond the reference\n",
+            total, failures, superset);
+    assert_int_equal(failures, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parity_with_reference),
+        cmocka_unit_test(test_expression_parity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,10 +57,12 @@ function atom() {
   if (k < 4) return pick(STRINGS);
   if (k < 6) return pick(VARS);
   if (k === 6) return pick(["true", "false", "none", "True", "None"]);
-  return pick(["[1, 2]", "[]", "['x', 'y']", "{'k': 1}", "{}", "(1, 'a')", "[3, 1, 2]"]);
+  return pick(["[1, 2]", "[]", "['x', 'y']", "{'k': 1}", "{}", "(1, 'a')", "[3, 1, 2]", "(2 ** 10)", "(3 ** -1)", "(n ** 2)"]);
 }
 
-const BIN = ["+", "-", "*", "/", "//", "%", "**", "~", "==", "!=", "<", ">", "<=", ">=", "and", "or", "in", "not in"];
+// `**` only on small integers: V8's pow is not correctly rounded (2 ** 1.5
+// differs from C's pow by one ulp), see docs/CHAT_TEMPLATES.md.
+const BIN = ["+", "-", "*", "/", "//", "%", "~", "==", "!=", "<", ">", "<=", ">=", "and", "or", "in", "not in"];
 const FILTERS_PLAIN = ["length", "upper", "lower", "title", "capitalize", "trim", "first", "last", "list", "string",
   "int", "float", "abs", "reverse", "sort", "unique", "join", "tojson", "items", "safe", "indent", "dictsort", "bool"];
 const FILTERS_CALL = ["join(', ')", "default('dflt')", "default('x', true)", "tojson(indent=2)", "tojson(ensure_ascii=true)",

@@ -68,10 +68,11 @@ export function render(source, context) {
   return t.render(context);
 }
 
-// Renders and reports {output} or {error}.
+// Renders and reports {output} or {error}. Lone surrogates become U+FFFD, as
+// when node writes the string out as UTF-8 (and as tpl_render returns it).
 export function tryRender(source, context) {
   try {
-    return { output: render(source, context) };
+    return { output: render(source, context).toWellFormed() };
   } catch (e) {
     return { error: String(e && e.message ? e.message : e) };
   }
