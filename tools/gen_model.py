@@ -63,7 +63,7 @@ TRANSFORMERS_VERSION = "4.45.0"
 # Residual-stream rms, logit std, tied self-bonus ratio, attention score std.
 RESID_RMS = 2.0
 LOGIT_STD = 4.0
-SELF_RATIO = 0.1
+SELF_RATIO = 0.2
 ATTN_STD = 2.0
 SILU_GATE_RMS = 0.6    # rms of silu(g)*u for g, u ~ N(0,1), roughly
 ROW_NORM_SPREAD = 0.3  # std of the log row norm of embed_tokens / lm_head
