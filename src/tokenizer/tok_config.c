@@ -19,20 +19,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Loads dir/name; *out = NULL when the file does not exist. */
+/* Loads dir/name; *out = NULL when the file does not exist. Integers are
+ * read as reals: real configs hold values like model_max_length = 1e30
+ * written as a 31-digit integer, which jansson's integers cannot hold. */
 static sem_status load_optional(const char *dir, const char *name, char *path, size_t cap,
                                 json_t **out, sem_err *err)
 {
     *out = NULL;
     if (!fs_join(path, cap, dir, name)) return sem_errf(err, SEM_EINVAL, "%s: path too long", dir);
     if (!fs_exists(path)) return SEM_OK;
-    sem_status st = js_load_file(path, TOK_MAX_CONFIG_BYTES, out, err);
-    if (st == SEM_OK && !json_is_object(*out)) {
-        json_decref(*out);
-        *out = NULL;
+    char *data;
+    size_t len;
+    sem_status st = fs_read_file(path, TOK_MAX_CONFIG_BYTES, &data, &len, err);
+    if (st != SEM_OK) return st;
+    json_error_t je;
+    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je);
+    free(data);
+    if (!root)
+        return sem_errf(err, SEM_ECORRUPT, "%s: invalid JSON at line %d column %d: %s", path,
+                        je.line, je.column, je.text);
+    if (!json_is_object(root)) {
+        json_decref(root);
         return sem_errf(err, SEM_ECORRUPT, "%s: expected a JSON object", path);
     }
-    return st;
+    *out = root;
+    return SEM_OK;
 }
 
 /* "bos_token": "<s>" or {"content": "<s>", ...} or null. */
@@ -120,10 +131,10 @@ static sem_status push_eos(tok_tokenizer *tok, tok_id id)
 
 static sem_status id_value(json_t *v, tok_jpath *jp, tok_id *out)
 {
-    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-        (uint64_t)json_integer_value(v) >= TOK_MAX_VOCAB)
+    double d = json_is_number(v) ? json_number_value(v) : -1.0;
+    if (!(d >= 0.0 && d < (double)TOK_MAX_VOCAB && d == (double)(int64_t)d))
         return tok_jerr(jp, SEM_ECORRUPT, "expected a token id in [0, %zu)", TOK_MAX_VOCAB);
-    *out = (tok_id)json_integer_value(v);
+    *out = (tok_id)d;
     return SEM_OK;
 }
 

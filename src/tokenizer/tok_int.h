@@ -423,7 +423,23 @@ sem_status tok_parse_normalizer(struct json_t *j, tok_jpath *jp, tok_normalizer 
 sem_status tok_parse_pretok(struct json_t *j, tok_jpath *jp, tok_pretok *out);
 sem_status tok_parse_decoder(struct json_t *j, tok_jpath *jp, tok_decoder *out);
 sem_status tok_parse_post(struct json_t *j, tok_jpath *jp, tok_post *out);
-sem_status tok_parse_bpe(struct json_t *j, tok_jpath *jp, tok_bpe *out);
+/* The source text of one JSON value: a span of the file (file_text and
+ * base give line/column for errors) or a dump of a DOM value. */
+typedef struct tok_jsrc {
+    const char *p; /* NULL: absent */
+    size_t n;
+    const char *file_text; /* NULL: no line/column */
+    size_t base;           /* offset of p in file_text */
+} tok_jsrc;
+
+/* tok_scan.c: where "model.vocab" / "model.merges" lie in the file text
+ * (merges[1] == 0 when absent); false when the structure is not found. */
+bool tok_scan_model_spans(const char *text, size_t len, size_t vocab[2], size_t merges[2]);
+sem_status tok_parse_vocab(const tok_jsrc *src, tok_jpath *jp, tok_bpe *m);
+sem_status tok_parse_merges(const tok_jsrc *src, tok_jpath *jp, tok_bpe *m);
+/* The model object; its vocab and merges come from the two sources. */
+sem_status tok_parse_bpe(struct json_t *j, tok_jpath *jp, tok_bpe *out, const tok_jsrc *vocab,
+                         const tok_jsrc *merges);
 sem_status tok_parse_pattern(struct json_t *j, tok_jpath *jp, tok_pattern *out);
 /* Reads an optional string/bool/int field with type checking. */
 sem_status tok_json_str(struct json_t *obj, const char *key, tok_jpath *jp, const char **out,

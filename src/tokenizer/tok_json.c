@@ -19,11 +19,12 @@
 /* JSON path and typed fields                                             */
 /* ===================================================================== */
 
-static void jp_append(tok_jpath *jp, const char *s)
+/* Appends s, escaped as an RFC 6901 reference token unless raw. */
+static void jp_append(tok_jpath *jp, const char *s, bool raw)
 {
     size_t cap = sizeof jp->path;
     for (; *s && jp->len + 3 < cap; s++) {
-        if (*s == '~' || *s == '/') { /* RFC 6901 escapes */
+        if (!raw && (*s == '~' || *s == '/')) {
             jp->path[jp->len++] = '~';
             jp->path[jp->len++] = *s == '~' ? '0' : '1';
         } else {
@@ -36,12 +37,10 @@ static void jp_append(tok_jpath *jp, const char *s)
 size_t tok_jpath_key(tok_jpath *jp, const char *key)
 {
     size_t old = jp->len;
-    jp_append(jp, "/");
-    if (jp->len > old) {
-        char tmp[48];
-        snprintf(tmp, sizeof tmp, "%.40s", key); /* long keys are cut */
-        jp_append(jp, tmp);
-    }
+    char tmp[48];
+    snprintf(tmp, sizeof tmp, "%.40s", key); /* long keys are cut */
+    jp_append(jp, "/", true);
+    jp_append(jp, tmp, false);
     return old;
 }
 
@@ -50,8 +49,7 @@ size_t tok_jpath_index(tok_jpath *jp, size_t i)
     size_t old = jp->len;
     char tmp[32];
     snprintf(tmp, sizeof tmp, "/%zu", i);
-    jp_append(jp, "/");
-    if (jp->len > old) jp_append(jp, tmp + 1);
+    jp_append(jp, tmp, true);
     return old;
 }
 

@@ -20,131 +20,10 @@
 /* BPE model                                                              */
 /* ===================================================================== */
 
-static sem_status parse_vocab(json_t *model, tok_jpath *jp, tok_bpe *m)
-{
-    json_t *vocab = json_object_get(model, "vocab");
-    size_t old = tok_jpath_key(jp, "vocab");
-    if (!json_is_object(vocab)) return tok_jerr(jp, SEM_ECORRUPT, "expected an object");
-    if (json_object_size(vocab) > TOK_MAX_VOCAB)
-        return tok_jerr(jp, SEM_ELIMIT, "%zu entries exceed %zu", json_object_size(vocab),
-                        TOK_MAX_VOCAB);
-    const char *key;
-    json_t *val;
-    size_t max_id = 0;
-    json_object_foreach(vocab, key, val) {
-        size_t klen = strlen(key);
-        if (!json_is_integer(val) || json_integer_value(val) < 0 ||
-            (uint64_t)json_integer_value(val) >= TOK_MAX_VOCAB) {
-            tok_jpath_key(jp, key);
-            return tok_jerr(jp, SEM_ECORRUPT, "id must be an integer in [0, %zu)", TOK_MAX_VOCAB);
-        }
-        if (klen > TOK_MAX_TOKEN_BYTES) {
-            tok_jpath_key(jp, key);
-            return tok_jerr(jp, SEM_ELIMIT, "token of %zu bytes exceeds %zu", klen,
-                            TOK_MAX_TOKEN_BYTES);
-        }
-        size_t id = (size_t)json_integer_value(val);
-        if (tok_strmap_put(&m->vocab, key, klen, (int32_t)id, NULL) < 0)
-            return tok_jerr(jp, SEM_ENOMEM, "out of memory");
-        if (id > max_id) max_id = id;
-    }
-    m->n_ids = m->vocab.n ? max_id + 1 : 0;
-    m->id_ent = calloc(m->n_ids ? m->n_ids : 1, sizeof *m->id_ent);
-    if (!m->id_ent) return tok_jerr(jp, SEM_ENOMEM, "out of memory");
-    for (size_t e = 0; e < m->vocab.n; e++) {
-        size_t id = (size_t)m->vocab.ents[e].val;
-        if (!m->id_ent[id]) m->id_ent[id] = (uint32_t)(e + 1); /* duplicate ids: first wins */
-    }
-    tok_jpath_pop(jp, old);
-    return SEM_OK;
-}
-
 static tok_id lookup(const tok_bpe *m, const char *s, size_t n)
 {
     int64_t e = tok_strmap_find(&m->vocab, s, n);
     return e < 0 ? -1 : m->vocab.ents[e].val;
-}
-
-/* jp == NULL: a dry run that only reports the status (no message). */
-#define MERR(jp, code, ...) ((jp) ? tok_jerr((jp), (code), __VA_ARGS__) : (code))
-
-/* One merge: "a b" or ["a", "b"]. */
-static sem_status merge_parts(json_t *v, tok_jpath *jp, const char **a, size_t *al, const char **b,
-                              size_t *bl)
-{
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v), *sp = strchr(s, ' ');
-        size_t n = json_string_length(v);
-        if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s)) || strlen(s) != n)
-            return MERR(jp, SEM_ECORRUPT, "merge must be \"a b\" with exactly one space");
-        *a = s;
-        *al = (size_t)(sp - s);
-        *b = sp + 1;
-        *bl = n - *al - 1;
-        return SEM_OK;
-    }
-    json_t *x = json_array_get(v, 0), *y = json_array_get(v, 1);
-    if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_string(x) || !json_is_string(y))
-        return MERR(jp, SEM_ECORRUPT, "merge must be \"a b\" or [\"a\", \"b\"]");
-    *a = json_string_value(x);
-    *al = json_string_length(x);
-    *b = json_string_value(y);
-    *bl = json_string_length(y);
-    return SEM_OK;
-}
-
-static sem_status add_merge(tok_bpe *m, json_t *v, size_t rank, tok_jpath *jp, buf *tmp)
-{
-    const char *a = NULL, *b = NULL;
-    size_t al = 0, bl = 0;
-    sem_status st = merge_parts(v, jp, &a, &al, &b, &bl);
-    if (st != SEM_OK) return st;
-    tok_id ia = lookup(m, a, al), ib = lookup(m, b, bl);
-    if (ia < 0) return MERR(jp, SEM_ECORRUPT, "merge token \"%.40s\" is not in the vocab", a);
-    if (ib < 0) return MERR(jp, SEM_ECORRUPT, "merge token \"%.40s\" is not in the vocab", b);
-    if (bl < m->prefix_len)
-        return MERR(jp, SEM_ECORRUPT, "merge token \"%.40s\" lacks the subword prefix", b);
-    buf_clear(tmp);
-    if (!buf_append(tmp, a, al) || !buf_append(tmp, b + m->prefix_len, bl - m->prefix_len))
-        return MERR(jp, SEM_ENOMEM, "out of memory");
-    tok_id nid = lookup(m, tmp->data, tmp->len);
-    if (nid < 0)
-        return MERR(jp, SEM_ECORRUPT, "merged token \"%.60s\" is not in the vocab", tmp->data);
-    uint64_t key = ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib;
-    /* A repeated pair keeps the later rank, as HF's HashMap collect does. */
-    if (!tok_u64map_put(&m->merges, key, ((uint64_t)rank << 32) | (uint32_t)nid))
-        return MERR(jp, SEM_ENOMEM, "out of memory");
-    return SEM_OK;
-}
-
-static sem_status parse_merges(json_t *model, tok_jpath *jp, tok_bpe *m)
-{
-    json_t *merges = json_object_get(model, "merges");
-    size_t old = tok_jpath_key(jp, "merges");
-    if (!merges || json_is_null(merges)) {
-        tok_jpath_pop(jp, old);
-        return SEM_OK;
-    }
-    if (!json_is_array(merges)) return tok_jerr(jp, SEM_ECORRUPT, "expected an array");
-    size_t n = json_array_size(merges);
-    if (n > TOK_MAX_MERGES)
-        return tok_jerr(jp, SEM_ELIMIT, "%zu merges exceed %zu", n, TOK_MAX_MERGES);
-    if (!tok_u64map_reserve(&m->merges, n)) return tok_jerr(jp, SEM_ENOMEM, "out of memory");
-    buf tmp;
-    buf_init(&tmp);
-    sem_status st = SEM_OK;
-    for (size_t i = 0; i < n && st == SEM_OK; i++) {
-        /* The path is built only when a merge fails: formatting it for
-         * every merge costs more than the merge itself. */
-        st = add_merge(m, json_array_get(merges, i), i, NULL, &tmp);
-        if (st != SEM_OK) {
-            tok_jpath_index(jp, i);
-            st = add_merge(m, json_array_get(merges, i), i, jp, &tmp);
-        }
-    }
-    buf_fini(&tmp);
-    if (st == SEM_OK) tok_jpath_pop(jp, old);
-    return st;
 }
 
 static sem_status opt_string_dup(json_t *j, const char *key, tok_jpath *jp, char **out, size_t *len)
@@ -172,7 +51,8 @@ static sem_status bpe_options(json_t *j, tok_jpath *jp, tok_bpe *m)
     return opt_string_dup(j, "end_of_word_suffix", jp, &m->suffix, &m->suffix_len);
 }
 
-sem_status tok_parse_bpe(json_t *j, tok_jpath *jp, tok_bpe *m)
+sem_status tok_parse_bpe(json_t *j, tok_jpath *jp, tok_bpe *m, const tok_jsrc *vocab,
+                         const tok_jsrc *merges)
 {
     memset(m, 0, sizeof *m);
     tok_strmap_init(&m->vocab);
@@ -186,8 +66,8 @@ sem_status tok_parse_bpe(json_t *j, tok_jpath *jp, tok_bpe *m)
         return tok_jerr(jp, SEM_EUNSUPPORTED, "model type '%.40s' is not supported (only BPE)", type);
     if (!type && !json_object_get(j, "merges"))
         return tok_jerr(jp, SEM_EUNSUPPORTED, "model without a type or merges (only BPE)");
-    if ((st = bpe_options(j, jp, m)) != SEM_OK || (st = parse_vocab(j, jp, m)) != SEM_OK ||
-        (st = parse_merges(j, jp, m)) != SEM_OK)
+    if ((st = bpe_options(j, jp, m)) != SEM_OK || (st = tok_parse_vocab(vocab, jp, m)) != SEM_OK ||
+        (st = tok_parse_merges(merges, jp, m)) != SEM_OK)
         return st;
     const char *unk;
     size_t ulen;
@@ -307,7 +187,8 @@ static sem_status check_unsupported_top(json_t *root, tok_jpath *jp)
     return SEM_OK;
 }
 
-static sem_status parse_root(json_t *root, tok_jpath *jp, tok_tokenizer *tok)
+static sem_status parse_root(json_t *root, tok_jpath *jp, tok_tokenizer *tok, const tok_jsrc *vocab,
+                             const tok_jsrc *merges)
 {
     if (!json_is_object(root)) return tok_jerr(jp, SEM_ECORRUPT, "expected a JSON object");
     sem_status st = check_unsupported_top(root, jp);
@@ -315,7 +196,7 @@ static sem_status parse_root(json_t *root, tok_jpath *jp, tok_tokenizer *tok)
     json_t *model = json_object_get(root, "model");
     if (!model) return tok_jerr(jp, SEM_ECORRUPT, "missing field 'model'");
     size_t old = tok_jpath_key(jp, "model");
-    if ((st = tok_parse_bpe(model, jp, &tok->bpe)) != SEM_OK) return st;
+    if ((st = tok_parse_bpe(model, jp, &tok->bpe, vocab, merges)) != SEM_OK) return st;
     tok_jpath_pop(jp, old);
     if ((st = optional_component(root, "normalizer", jp, sizeof(tok_normalizer), c_norm, f_norm,
                                  (void **)&tok->normalizer)) != SEM_OK ||
@@ -397,26 +278,81 @@ static void tok_init(tok_tokenizer *tok)
     tok->bos_id = -1;
 }
 
+/* The JSON text behind the model's vocab and merges, and the DOM of the
+ * rest. The fast path blanks the two spans (to a 0 padded with spaces, so
+ * jansson's line/column stay right) and parses them with tok_scan.c; the
+ * fallback parses everything with jansson and re-dumps the two values. */
+typedef struct parsed {
+    json_t *root;
+    char *copy, *vdump, *mdump; /* owned */
+    tok_jsrc vocab, merges;
+} parsed;
+
+static void blank(char *copy, const size_t span[2])
+{
+    if (span[1] <= span[0]) return;
+    copy[span[0]] = '0';
+    memset(copy + span[0] + 1, ' ', span[1] - span[0] - 1);
+}
+
+static void dump_member(json_t *root, const char *key, char **dump, tok_jsrc *src)
+{
+    json_t *v = json_object_get(json_object_get(root, "model"), key);
+    if (!v) return;
+    *dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (*dump) *src = (tok_jsrc){*dump, strlen(*dump), NULL, 0};
+}
+
+static sem_status parse_json(const char *json, size_t len, const char *name, parsed *p, sem_err *err)
+{
+    memset(p, 0, sizeof *p);
+    size_t vs[2], ms[2];
+    json_error_t je;
+    if (tok_scan_model_spans(json, len, vs, ms)) {
+        if (!(p->copy = malloc(len))) return sem_errf(err, SEM_ENOMEM, "out of memory");
+        memcpy(p->copy, json, len);
+        blank(p->copy, vs);
+        blank(p->copy, ms);
+        p->root = json_loadb(p->copy, len, JSON_REJECT_DUPLICATES, &je);
+        p->vocab = (tok_jsrc){json + vs[0], vs[1] - vs[0], json, vs[0]};
+        if (ms[1] > ms[0]) p->merges = (tok_jsrc){json + ms[0], ms[1] - ms[0], json, ms[0]};
+    } else {
+        p->root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+        dump_member(p->root, "vocab", &p->vdump, &p->vocab);
+        dump_member(p->root, "merges", &p->mdump, &p->merges);
+    }
+    if (!p->root)
+        return sem_errf(err, SEM_ECORRUPT, "%s: invalid JSON at line %d column %d: %s", name,
+                        je.line, je.column, je.text);
+    return SEM_OK;
+}
+
+static void parsed_fini(parsed *p)
+{
+    json_decref(p->root);
+    free(p->copy);
+    free(p->vdump);
+    free(p->mdump);
+}
+
 sem_status tok_load_buffer(const char *json, size_t len, const char *name, tok_tokenizer **out,
                            sem_err *err)
 {
     if (!name) name = "tokenizer.json";
     if (len > TOK_MAX_FILE_BYTES)
         return sem_errf(err, SEM_ELIMIT, "%s: %zu bytes exceed %zu", name, len, TOK_MAX_FILE_BYTES);
-    json_error_t je;
-    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root)
-        return sem_errf(err, SEM_ECORRUPT, "%s: invalid JSON at line %d column %d: %s", name,
-                        je.line, je.column, je.text);
-    tok_tokenizer *tok = malloc(sizeof *tok);
-    if (!tok) {
-        json_decref(root);
-        return sem_errf(err, SEM_ENOMEM, "out of memory");
+    parsed p;
+    sem_status st = parse_json(json, len, name, &p, err);
+    tok_tokenizer *tok = st == SEM_OK ? malloc(sizeof *tok) : NULL;
+    if (st == SEM_OK && !tok) st = sem_errf(err, SEM_ENOMEM, "out of memory");
+    if (st != SEM_OK) {
+        parsed_fini(&p);
+        return st;
     }
     tok_init(tok);
     tok_jpath jp = {.file = name, .err = err};
-    sem_status st = parse_root(root, &jp, tok);
-    json_decref(root);
+    st = parse_root(p.root, &jp, tok, &p.vocab, &p.merges);
+    parsed_fini(&p);
     if (st == SEM_OK && !(tok->name = sem_strdup(name))) st = sem_errf(err, SEM_ENOMEM, "out of memory");
     if (st == SEM_OK) st = tok_finish_load(tok, err);
     if (st != SEM_OK) {

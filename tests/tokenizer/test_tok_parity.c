@@ -247,8 +247,8 @@ static void check_text_line(ctx *c, json_t *o, size_t line)
         c->st.decodes += 2;
         check_stream(&c->st, c->tok, s, n, &c->want, 0, false);
         check_stream(&c->st, c->tok, s, n, &c->want, 0, true);
-        size_t k = c->want.len / 2 + line % 3;
-        check_stream(&c->st, c->tok, s, n, &c->want, k < c->want.len ? k : c->want.len, false);
+        size_t cut = c->want.len / 2 + line % 3;
+        check_stream(&c->st, c->tok, s, n, &c->want, cut < c->want.len ? cut : c->want.len, false);
     }
     if (c->real && lossless(c->st.name, s, n)) {
         json_ids(json_object_get(o, "n"), &c->want);
