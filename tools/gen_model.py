@@ -59,6 +59,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKENIZERS = ("qwen3", "llama3", "gemma3", "deepseek_v3", "llama2")
 CHUNK_ELEMS = 1 << 22
 TRANSFORMERS_VERSION = "4.45.0"
+# Bump when the bytes written for the same arguments change (--if-missing
+# then regenerates cached models).
+GEN_VERSION = 2
 
 # Residual-stream rms, logit std, tied self-bonus ratio, attention score std.
 RESID_RMS = 2.0
@@ -541,7 +544,7 @@ def generate(s, out_dir, quiet, shown_dir):
 
 
 def stamp_of(s):
-    return {"generator": "tools/gen_model.py", "version": 1, "spec": s}
+    return {"generator": "tools/gen_model.py", "version": GEN_VERSION, "spec": s}
 
 
 def install(tmp, out):
