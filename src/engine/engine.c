@@ -209,6 +209,8 @@ static void pull_submissions(eng_engine *e)
     int64_t wait_ms = (e->n_running == 0 && e->n_waiting == 0) ? 50 : 0;
     void *item;
     while (chan_pop(e->submit, wait_ms, &item) == SEM_OK) {
+        wait_ms = 0;
+        if (!item) continue; /* a wake-up from control() */
         eng_request *r = item;
         eng_seq *s = seq_new(e, r);
         if (!s || !waiting_push(e, s, false)) {
@@ -652,7 +654,9 @@ static sem_status control(eng_engine *e, eng_control *c, sem_err *err)
     c->reply = chan_create();
     if (!c->reply) return sem_errf(err, SEM_ENOMEM, "engine: out of memory");
     void *item;
-    sem_status st = chan_push(e->control, c) ? chan_pop(c->reply, -1, &item) : SEM_ECANCELED;
+    bool queued = chan_push(e->control, c);
+    if (queued) chan_push(e->submit, NULL); /* wake an idle engine */
+    sem_status st = queued ? chan_pop(c->reply, -1, &item) : SEM_ECANCELED;
     chan_destroy(c->reply);
     if (st) return sem_errf(err, SEM_EBUSY, "engine is stopping");
     if (c->status) *err = c->err;
@@ -715,6 +719,7 @@ static void *engine_main(void *arg)
     }
     while (chan_try_pop(e->submit, &item)) {
         eng_request *r = item;
+        if (!r) continue;
         eng_request_emit(r, eng_event_done(ENG_FINISH_CANCELLED, SEM_ECANCELED, "engine stopped"));
         eng_request_unref(r);
     }
@@ -830,6 +835,7 @@ void eng_stop(eng_engine *e)
 {
     if (!e) return;
     atomic_store(&e->stopping, true);
+    chan_close(e->submit); /* wakes an idle engine at once; later submits fail */
     pthread_join(e->thread, NULL);
     engine_free(e);
 }
