@@ -402,15 +402,16 @@ static void emit(buf *out, json_t *chunk)
 static void chat_logprob(srv_gen *g, const eng_event *tok)
 {
     json_t *bytes = NULL;
-    json_t *ent = json_pack("{s:o, s:f, s:o, s:[]}", "token", srv_gen_token_text(g, tok->token, &bytes),
-                            "logprob", (double)tok->logprob, "bytes", bytes ? bytes : json_array(),
-                            "top_logprobs");
+    json_t *text = srv_gen_token_text(g, tok->token, &bytes); /* sets bytes: not inside json_pack's arguments */
+    json_t *ent = json_pack("{s:o, s:f, s:o, s:[]}", "token", text, "logprob", (double)tok->logprob,
+                            "bytes", bytes ? bytes : json_array(), "top_logprobs");
     if (!ent) return;
     json_t *top = json_object_get(ent, "top_logprobs");
     for (int32_t i = 0; i < tok->n_top && i < ENG_MAX_TOP_LOGPROBS; i++) {
         json_t *tb = NULL;
-        json_t *alt = json_pack("{s:o, s:f, s:o}", "token", srv_gen_token_text(g, tok->top[i].id, &tb),
-                                "logprob", (double)tok->top[i].logprob, "bytes", tb ? tb : json_array());
+        json_t *tt = srv_gen_token_text(g, tok->top[i].id, &tb);
+        json_t *alt = json_pack("{s:o, s:f, s:o}", "token", tt, "logprob", (double)tok->top[i].logprob,
+                                "bytes", tb ? tb : json_array());
         if (alt) json_array_append_new(top, alt);
     }
     json_array_append_new(g->req.stream ? g->pending_lp : g->logprobs, ent);

@@ -8,7 +8,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { post, get, raw, rawPost, KEY, PORT, HOST, metrics, sample, sleep, USER } from './util.mjs';
+import { post, get, raw, rawPost, KEY, PORT, HOST, metrics, sample, sleep, USER, QUICK } from './util.mjs';
 
 const CHAT = '/v1/chat/completions';
 const MSG = '/v1/messages';
@@ -144,7 +144,7 @@ test('a body that never completes is closed at the idle timeout; others are serv
 
 test('a client that disconnects mid-stream cancels its request', async () => {
   const before = sample(await metrics(), 'semantic_client_disconnects_total') ?? 0;
-  const body = JSON.stringify({ model: 'm', messages: USER, stream: true, semantic_test_completion: 'word '.repeat(1500) });
+  const body = JSON.stringify({ model: 'm', messages: USER, stream: true, semantic_test_completion: 'word '.repeat(QUICK ? 200 : 1500) });
   await new Promise((resolve, reject) => {
     const s = net.connect(PORT, HOST, () => {
       s.write(`POST ${CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
@@ -155,7 +155,7 @@ test('a client that disconnects mid-stream cancels its request', async () => {
       if ((got.match(/data: /g) ?? []).length >= 3) { s.destroy(); resolve(); }
     });
     s.on('error', reject);
-    setTimeout(() => reject(new Error('no stream data')), 30000);
+    setTimeout(() => reject(new Error('no stream data')), 30000).unref();
   });
   let m;
   for (let i = 0; i < 100; i++) {
@@ -173,7 +173,7 @@ test('a client that disconnects mid-stream cancels its request', async () => {
 
 test('a suspended non-streaming client that hangs up is cancelled too', async () => {
   const before = sample(await metrics(), 'semantic_client_disconnects_total') ?? 0;
-  const body = JSON.stringify({ model: 'm', messages: USER, semantic_test_completion: 'word '.repeat(1500) });
+  const body = JSON.stringify({ model: 'm', messages: USER, semantic_test_completion: 'word '.repeat(QUICK ? 200 : 1500) });
   const s = net.connect(PORT, HOST, () => {
     s.write(`POST ${CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   });

@@ -8,6 +8,8 @@ import Anthropic from '@anthropic-ai/sdk';
 
 export const URL_ = process.env.SEM_URL ?? 'http://127.0.0.1:8000';
 export const KEY = process.env.SEM_API_KEY ?? 'sk-test-a';
+/** Under the ASan build the suite uses shorter generations. */
+export const QUICK = process.env.SEM_QUICK === '1';
 export const ADMIN_KEY = process.env.SEM_ADMIN_KEY ?? 'adm-secret';
 const u = new URL(URL_);
 export const HOST = u.hostname;
