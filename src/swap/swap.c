@@ -392,6 +392,7 @@ sem_status swap_run(swap_mgr *sm, const char *model_id, int32_t timeout_s, swap_
     sm->cur = NULL;
     pthread_mutex_unlock(&sm->mu);
     unload(old);
+    res->rss_after_unload = swap_rss_bytes();
     step_done(sm, res, 3, t);
     loaded *l = NULL;
     st = bring_up(sm, model_id, res, &l, &err);

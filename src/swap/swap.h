@@ -136,6 +136,7 @@ typedef struct swap_result {
     bool rolled_back;            /* failed after unload, old model serving again */
     bool degraded;               /* failed, and the rollback failed too */
     bool abandoned;              /* drain timed out: nothing changed */
+    uint64_t rss_after_unload;   /* process RSS right after step 4, bytes */
 } swap_result;
 
 /* Runs the eight steps. Returns at once with SEM_EBUSY (409) if a swap is
