@@ -26,11 +26,11 @@
  * is rejected.
  *
  * Writing gathers the rows through the kv view into a 1 MiB staging
- * buffer twice: the first pass only checksums (the CRC goes in the header,
+ * buffer twice: the first pass computes the CRC32C (it goes in the header,
  * which precedes the data), the second writes through st_writer (temp
- * file, fsync, rename, fsync dir) and checksums again, so rows that
- * changed between the passes fail the write instead of producing a file
- * that would be quarantined.
+ * file, fsync, rename, fsync dir). Both passes also take a cheap sum at
+ * memory speed, so rows that changed between the passes fail the write
+ * instead of producing a file that would be quarantined.
  *
  * Opening checks, in order: the safetensors header (st_open), the
  * metadata, that the tensors are exactly the expected set with the exact
@@ -213,12 +213,56 @@ static const char *geometry_problem(const kv_geometry *g)
 /* Writing                                                                */
 /* ===================================================================== */
 
+/* Copies `rows` pieces of n bytes between strided rows. The pieces are
+ * small (a q4 row of head_dim 64 is 32 + 2 + 2 bytes), so the common sizes
+ * get a constant-size memcpy the compiler inlines. */
+#define CF_COPY_ROWS(N)                                                                 \
+    for (size_t r_ = 0; r_ < rows; r_++) memcpy(dst + r_ * dstride, src + r_ * sstride, N); \
+    return
+static void copy_rows(uint8_t *restrict dst, size_t dstride, const uint8_t *restrict src, size_t sstride,
+                      size_t n, size_t rows)
+{
+    switch (n) {
+    case 2: CF_COPY_ROWS(2);
+    case 4: CF_COPY_ROWS(4);
+    case 8: CF_COPY_ROWS(8);
+    case 16: CF_COPY_ROWS(16);
+    case 32: CF_COPY_ROWS(32);
+    case 64: CF_COPY_ROWS(64);
+    case 128: CF_COPY_ROWS(128);
+    case 256: CF_COPY_ROWS(256);
+    default: CF_COPY_ROWS(n);
+    }
+}
+
+/* A cheap change detector (Fletcher-style sums of 64-bit words, at memory
+ * speed): the write pass must see the same bytes the CRC pass saw. */
+static void quick_sum(uint64_t sum[2], const uint8_t *p, size_t n)
+{
+    uint64_t a = sum[0], b = sum[1];
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        a += w;
+        b += a;
+    }
+    for (; i < n; i++) {
+        a += p[i];
+        b += a;
+    }
+    sum[0] = a;
+    sum[1] = b;
+}
+
 /* The staging buffer: pieces are copied in, and every full buffer goes to
- * the checksum and, in the write pass, to the writer. Errors stick. */
+ * the CRC (checksum pass) or the writer (write pass); both passes feed
+ * quick_sum. Errors stick. */
 typedef struct cf_stage {
     uint8_t *buf; /* owned [CF_STAGE_BYTES] */
     size_t len;
     uint32_t crc;
+    uint64_t sum[2];
     st_writer *w; /* borrowed; NULL in the checksum pass */
     sem_status st;
     sem_err *err;
@@ -227,12 +271,13 @@ typedef struct cf_stage {
 static void stage_flush(cf_stage *s)
 {
     if (s->st != SEM_OK || s->len == 0) return;
-    s->crc = crc32c_update(s->crc, s->buf, s->len);
+    quick_sum(s->sum, s->buf, s->len);
     if (s->w) s->st = st_writer_write(s->w, s->buf, s->len, s->err);
+    else s->crc = crc32c_update(s->crc, s->buf, s->len);
     s->len = 0;
 }
 
-static inline void stage_put(cf_stage *s, const uint8_t *src, size_t n)
+static void stage_put(cf_stage *s, const uint8_t *src, size_t n)
 {
     while (n > 0) {
         if (s->len == CF_STAGE_BYTES) stage_flush(s);
@@ -241,6 +286,23 @@ static inline void stage_put(cf_stage *s, const uint8_t *src, size_t n)
         s->len += k;
         src += k;
         n -= k;
+    }
+}
+
+/* Appends `rows` pieces of n bytes taken every `stride` bytes from src. */
+static void stage_put_rows(cf_stage *s, const uint8_t *src, size_t stride, size_t n, size_t rows)
+{
+    while (rows > 0) {
+        size_t fit = (CF_STAGE_BYTES - s->len) / n;
+        if (fit == 0) {
+            stage_flush(s);
+            continue;
+        }
+        size_t k = fit < rows ? fit : rows;
+        copy_rows(s->buf + s->len, n, src, stride, n, k);
+        s->len += k * n;
+        src += k * stride;
+        rows -= k;
     }
 }
 
@@ -263,11 +325,8 @@ static void gather_tensor(cf_stage *s, const kn_kv_view *kv, size_t layer_stride
     for (size_t pos = 0; pos < n && s->st == SEM_OK;) {
         size_t cnt = bt - pos % bt < n - pos ? bt - pos % bt : n - pos;
         const uint8_t *src = pool_row(kv, layer_stride, t, pos);
-        if (t->row_bytes == rb) {
-            stage_put(s, src, cnt * heads * rb);
-        } else {
-            for (size_t r = 0; r < cnt * heads; r++) stage_put(s, src + r * rb + t->row_off, t->row_bytes);
-        }
+        if (t->row_bytes == rb) stage_put(s, src, cnt * heads * rb);
+        else stage_put_rows(s, src + t->row_off, rb, t->row_bytes, cnt * heads);
         pos += cnt;
     }
 }
@@ -277,6 +336,7 @@ static sem_status stream_data(cf_stage *s, const cf_plan *p, const int32_t *toke
 {
     s->len = 0;
     s->crc = 0;
+    s->sum[0] = s->sum[1] = 0;
     s->st = SEM_OK;
     stage_put(s, (const uint8_t *)tokens, n_tokens * sizeof *tokens);
     for (size_t i = 1; i < p->n && s->st == SEM_OK; i++) gather_tensor(s, kv, layer_stride, &p->t[i], n_tokens);
@@ -359,12 +419,13 @@ sem_status cache_file_write(const char *path, cache_file_meta *meta, const int32
     s = stream_data(&stage, &plan, tokens, kv, layer_stride, meta->n_tokens);
     if (s != SEM_OK) goto done;
     uint32_t crc = stage.crc;
+    uint64_t sum[2] = {stage.sum[0], stage.sum[1]};
     s = st_writer_create(path, &w, err);
     if (s == SEM_OK) s = declare_all(w, &plan, meta, crc, err);
     if (s != SEM_OK) goto done;
     stage.w = w;
     s = stream_data(&stage, &plan, tokens, kv, layer_stride, meta->n_tokens);
-    if (s == SEM_OK && stage.crc != crc)
+    if (s == SEM_OK && (stage.sum[0] != sum[0] || stage.sum[1] != sum[1]))
         s = sem_errf(err, SEM_EBUSY, "%s: cache write: the rows changed during the write (blocks not pinned?)", path);
     if (s == SEM_OK) s = st_writer_finish(w, err);
     if (s == SEM_OK) {
@@ -687,13 +748,9 @@ static void scatter_tensor(const cf_tensor *t, const kn_kv_view *kv, size_t laye
     for (size_t pos = 0; pos < n;) {
         size_t cnt = bt - pos % bt < n - pos ? bt - pos % bt : n - pos;
         uint8_t *dst = pool_row(kv, layer_stride, t, pos);
-        if (t->row_bytes == rb) {
-            memcpy(dst, src, cnt * heads * rb);
-            src += cnt * heads * rb;
-        } else {
-            for (size_t r = 0; r < cnt * heads; r++, src += t->row_bytes)
-                memcpy(dst + r * rb + t->row_off, src, t->row_bytes);
-        }
+        if (t->row_bytes == rb) memcpy(dst, src, cnt * heads * rb);
+        else copy_rows(dst + t->row_off, rb, src, t->row_bytes, t->row_bytes, cnt * heads);
+        src += cnt * heads * t->row_bytes;
         pos += cnt;
     }
 }
