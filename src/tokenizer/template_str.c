@@ -164,8 +164,11 @@ bool tpl_wtf8_to_utf8(const char *s, size_t len, buf *out)
 
 bool tpl_has_surrogates(const char *s, size_t len)
 {
-    for (size_t i = 0; i + 1 < len; i++)
-        if ((unsigned char)s[i] == 0xED && (unsigned char)s[i + 1] >= 0xA0) return true;
+    const char *p = s, *end = s + len;
+    while ((p = memchr(p, 0xED, (size_t)(end - p))) != NULL) {
+        if (p + 1 < end && (unsigned char)p[1] >= 0xA0) return true;
+        p++;
+    }
     return false;
 }
 

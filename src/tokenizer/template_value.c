@@ -29,6 +29,7 @@
 /* Errors and work accounting                                              */
 /* ===================================================================== */
 
+static tstat vfail(tpl_rctx *r, sem_status code, const char *fmt, va_list ap) SEM_PRINTF(3, 0);
 static tstat vfail(tpl_rctx *r, sem_status code, const char *fmt, va_list ap)
 {
     char msg[SEM_ERR_MSG_BYTES];
