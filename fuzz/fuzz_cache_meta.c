@@ -33,7 +33,8 @@ static void load_into_pool(const cache_file *f)
 {
     const cache_file_meta *m = cache_file_get_meta(f);
     size_t bb = kv_block_bytes(&m->geo);
-    size_t nb = ((size_t)m->n_tokens + (size_t)m->geo.block_tokens - 1) / (size_t)m->geo.block_tokens + 1;
+    size_t nb =
+        ((size_t)m->n_tokens + (size_t)m->geo.block_tokens - 1) / (size_t)m->geo.block_tokens + 1;
     if (bb == 0 || bb > ((size_t)16 << 20) / nb) return;
     kv_pool *pool;
     sem_err err;
@@ -53,8 +54,8 @@ static void load_into_pool(const cache_file *f)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/fuzz_cache_meta.%ld.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-             (long)getpid());
+    snprintf(path, sizeof path, "%s/fuzz_cache_meta.%ld.safetensors",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid());
     FILE *fp = fopen(path, "wb");
     if (!fp) abort();
     if (size && fwrite(data, 1, size, fp) != size) abort();
@@ -111,7 +112,12 @@ static bytes read_file(const char *path)
 
 static bytes make_seed(const char *dir, kn_kv_dtype dt, int32_t hd, uint32_t n_tokens, uint64_t *st)
 {
-    kv_geometry g = {.n_layers = 2, .n_kv_heads = 2, .head_dim = hd, .v_head_dim = hd, .block_tokens = 4, .dtype = dt};
+    kv_geometry g = {.n_layers = 2,
+                     .n_kv_heads = 2,
+                     .head_dim = hd,
+                     .v_head_dim = hd,
+                     .block_tokens = 4,
+                     .dtype = dt};
     kv_pool *pool;
     sem_err err;
     kv_pool_params pp = {.budget_bytes = kv_block_bytes(&g) * 8};
@@ -154,14 +160,52 @@ static bytes make_seed(const char *dir, kn_kv_dtype dt, int32_t hd, uint32_t n_t
 
 /* ---- structured mutation: re-render the header with a hostile value ------ */
 
-static const char *const KEYS[] = {"format", "version", "agent_id", "model_id", "fingerprint", "n_layers",
-                                   "n_kv_heads", "head_dim", "v_head_dim", "block_tokens", "kv_dtype", "bits",
-                                   "group_size", "n_tokens", "crc32c"};
-static const char *const VALUES[] = {"", "0", "1", "2", "4", "8", "16", "32", "64", "65", "128", "1024", "1025",
-                                     "65536", "65537", "16777216", "16777217", "4294967295", "4294967296",
-                                     "99999999999999999999", "-1", "+1", "01", " 1", "1 ", "1e3", "0x10", "f16",
-                                     "bf16", "q8", "q4", "f32", "q3", "semantic-kv", "../x", ".a", "x",
-                                     "00000000", "ffffffff", "FFFFFFFF", "0123456789abcdef", "\xc3\xa9"};
+static const char *const KEYS[] = {"format",      "version",      "agent_id",   "model_id",
+                                   "fingerprint", "n_layers",     "n_kv_heads", "head_dim",
+                                   "v_head_dim",  "block_tokens", "kv_dtype",   "bits",
+                                   "group_size",  "n_tokens",     "crc32c"};
+static const char *const VALUES[] = {"",
+                                     "0",
+                                     "1",
+                                     "2",
+                                     "4",
+                                     "8",
+                                     "16",
+                                     "32",
+                                     "64",
+                                     "65",
+                                     "128",
+                                     "1024",
+                                     "1025",
+                                     "65536",
+                                     "65537",
+                                     "16777216",
+                                     "16777217",
+                                     "4294967295",
+                                     "4294967296",
+                                     "99999999999999999999",
+                                     "-1",
+                                     "+1",
+                                     "01",
+                                     " 1",
+                                     "1 ",
+                                     "1e3",
+                                     "0x10",
+                                     "f16",
+                                     "bf16",
+                                     "q8",
+                                     "q4",
+                                     "f32",
+                                     "q3",
+                                     "semantic-kv",
+                                     "../x",
+                                     ".a",
+                                     "x",
+                                     "00000000",
+                                     "ffffffff",
+                                     "FFFFFFFF",
+                                     "0123456789abcdef",
+                                     "\xc3\xa9"};
 static const char *const TENSOR_FIELDS[] = {"dtype", "shape", "data_offsets"};
 
 static json_t *hostile_json(uint64_t *st)
@@ -169,7 +213,9 @@ static json_t *hostile_json(uint64_t *st)
     switch (rnd(st, 6)) {
     case 0: return json_integer((json_int_t)rnd(st, 70) - 3);
     case 1: return json_pack("[I]", (json_int_t)rnd(st, 300));
-    case 2: return json_pack("[I,I,I]", (json_int_t)rnd(st, 20), (json_int_t)rnd(st, 5), (json_int_t)rnd(st, 130));
+    case 2:
+        return json_pack("[I,I,I]", (json_int_t)rnd(st, 20), (json_int_t)rnd(st, 5),
+                         (json_int_t)rnd(st, 130));
     case 3: return json_pack("[I,I]", (json_int_t)rnd(st, 5000), (json_int_t)rnd(st, 5000));
     case 4: return json_string(rnd(st, 2) ? "F16" : "U32");
     default: return json_null();
@@ -192,12 +238,15 @@ static void mutate_header(bytes *b, uint64_t *st)
     if (which < 3 && json_is_object(meta)) {
         const char *key = KEYS[rnd(st, sizeof KEYS / sizeof KEYS[0])];
         if (rnd(st, 8) == 0) json_object_del(meta, key);
-        else json_object_set_new(meta, key, json_string(VALUES[rnd(st, sizeof VALUES / sizeof VALUES[0])]));
+        else
+            json_object_set_new(meta, key,
+                                json_string(VALUES[rnd(st, sizeof VALUES / sizeof VALUES[0])]));
     } else {
         size_t n = json_object_size(h), pick = rnd(st, n ? n : 1), i = 0;
         const char *k;
         json_t *v;
-        json_object_foreach(h, k, v) {
+        json_object_foreach(h, k, v)
+        {
             if (i++ != pick || !json_is_object(v) || !strcmp(k, "__metadata__")) continue;
             json_object_set_new(v, TENSOR_FIELDS[rnd(st, 3)], hostile_json(st));
             break;
@@ -221,7 +270,8 @@ static void mutate_header(bytes *b, uint64_t *st)
 
 static void mutate_bytes(bytes *b, uint64_t *st)
 {
-    static const char *const TOK[] = {"\"", "0", "9999999999", "q4", "-", "\\u0000", ",", "}", "{", "[", "]", ":"};
+    static const char *const TOK[] = {"\"", "0", "9999999999", "q4", "-", "\\u0000",
+                                      ",",  "}", "{",          "[",  "]", ":"};
     int rounds = 1 + (int)rnd(st, 3);
     for (int r = 0; r < rounds && b->n > 0; r++) {
         /* bias towards the header, where the parsing happens */
@@ -268,7 +318,8 @@ int main(int argc, char **argv)
     const char *iters_env = getenv("SEM_FUZZ_ITERS");
     long iters = iters_env ? strtol(iters_env, NULL, 10) : 3000;
     char dir[512];
-    snprintf(dir, sizeof dir, "%s/fuzz_cache_meta.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(dir, sizeof dir, "%s/fuzz_cache_meta.XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir)) abort();
     uint64_t state = 0x9E3779B97F4A7C15ull, *st = &state;
     static const kn_kv_dtype dts[] = {KN_KV_F16, KN_KV_BF16, KN_KV_Q8, KN_KV_Q4, KN_KV_F32};

@@ -67,7 +67,7 @@ typedef struct cf_tensor {
     int n_dims;
     uint64_t shape[3];
     uint64_t n_bytes;
-    bool is_kv;        /* false for "tokens" */
+    bool is_kv; /* false for "tokens" */
     bool is_v;
     int32_t layer;
     size_t row_off, row_bytes;
@@ -81,10 +81,10 @@ typedef struct cf_plan {
 } cf_plan;
 
 struct cache_file {
-    st_file *st;       /* owned */
+    st_file *st; /* owned */
     cache_file_meta meta;
-    int32_t *tokens;   /* owned copy [n_tokens] (the mapping may be unaligned) */
-    cf_plan plan;      /* owned; data pointers into st */
+    int32_t *tokens; /* owned copy [n_tokens] (the mapping may be unaligned) */
+    cf_plan plan;    /* owned; data pointers into st */
 };
 
 static int dtype_bits(kn_kv_dtype t)
@@ -127,9 +127,14 @@ static void plan_kv(cf_plan *p, const kv_geometry *g, uint32_t n_tokens, int32_t
     uint64_t lead = (uint64_t)n_tokens * (uint64_t)g->n_kv_heads;
     if (!dtype_quantized(g->dtype)) {
         cf_tensor *t = &p->t[p->n++];
-        *t = (cf_tensor){.dtype = float_st_dtype(g->dtype), .n_dims = 3,
-                         .shape = {n_tokens, (uint64_t)g->n_kv_heads, dim}, .is_kv = true, .is_v = is_v,
-                         .layer = layer, .row_off = 0, .row_bytes = kn_kv_row_bytes(g->dtype, dim)};
+        *t = (cf_tensor){.dtype = float_st_dtype(g->dtype),
+                         .n_dims = 3,
+                         .shape = {n_tokens, (uint64_t)g->n_kv_heads, dim},
+                         .is_kv = true,
+                         .is_v = is_v,
+                         .layer = layer,
+                         .row_off = 0,
+                         .row_bytes = kn_kv_row_bytes(g->dtype, dim)};
         snprintf(t->name, sizeof t->name, "layers.%d.%s", (int)layer, kv);
         t->n_bytes = lead * t->row_bytes;
         return;
@@ -138,11 +143,15 @@ static void plan_kv(cf_plan *p, const kv_geometry *g, uint32_t n_tokens, int32_t
     static const char *const part[3] = {"weight", "scales", "biases"};
     for (int i = 0; i < 3; i++) {
         cf_tensor *t = &p->t[p->n++];
-        *t = (cf_tensor){.dtype = i == 0 ? ST_U32 : ST_F16, .n_dims = 3,
-                         .shape = {n_tokens, (uint64_t)g->n_kv_heads, i == 0 ? data_bytes / 4 : groups},
-                         .is_kv = true, .is_v = is_v, .layer = layer,
-                         .row_off = i == 0 ? 0 : data_bytes + (size_t)(i - 1) * groups * 2,
-                         .row_bytes = i == 0 ? data_bytes : groups * 2};
+        *t = (cf_tensor){
+            .dtype = i == 0 ? ST_U32 : ST_F16,
+            .n_dims = 3,
+            .shape = {n_tokens, (uint64_t)g->n_kv_heads, i == 0 ? data_bytes / 4 : groups},
+            .is_kv = true,
+            .is_v = is_v,
+            .layer = layer,
+            .row_off = i == 0 ? 0 : data_bytes + (size_t)(i - 1) * groups * 2,
+            .row_bytes = i == 0 ? data_bytes : groups * 2};
         snprintf(t->name, sizeof t->name, "layers.%d.%s.%s", (int)layer, kv, part[i]);
         t->n_bytes = lead * t->row_bytes;
     }
@@ -160,7 +169,8 @@ static sem_status plan_build(const kv_geometry *g, uint32_t n_tokens, cf_plan *p
     if (!p->t) return sem_errf(err, SEM_ENOMEM, "cache file: out of memory for %zu tensors", n);
     p->n = 0;
     cf_tensor *tok = &p->t[p->n++];
-    *tok = (cf_tensor){.dtype = ST_I32, .n_dims = 1, .shape = {n_tokens}, .n_bytes = (uint64_t)n_tokens * 4};
+    *tok = (cf_tensor){
+        .dtype = ST_I32, .n_dims = 1, .shape = {n_tokens}, .n_bytes = (uint64_t)n_tokens * 4};
     snprintf(tok->name, sizeof tok->name, "tokens");
     for (int32_t l = 0; l < g->n_layers; l++) {
         plan_kv(p, g, n_tokens, l, false);
@@ -190,7 +200,8 @@ static bool fingerprint_valid(const char *s)
 {
     size_t n = 0;
     for (; s[n]; n++) {
-        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')) || n >= 64) return false;
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')) || n >= 64)
+            return false;
     }
     return n > 0;
 }
@@ -216,11 +227,11 @@ static const char *geometry_problem(const kv_geometry *g)
 /* Copies `rows` pieces of n bytes between strided rows. The pieces are
  * small (a q4 row of head_dim 64 is 32 + 2 + 2 bytes), so the common sizes
  * get a constant-size memcpy the compiler inlines. */
-#define CF_COPY_ROWS(N)                                                                 \
-    for (size_t r_ = 0; r_ < rows; r_++) memcpy(dst + r_ * dstride, src + r_ * sstride, N); \
+#define CF_COPY_ROWS(N)                                                                            \
+    for (size_t r_ = 0; r_ < rows; r_++) memcpy(dst + r_ * dstride, src + r_ * sstride, N);        \
     return
-static void copy_rows(uint8_t *restrict dst, size_t dstride, const uint8_t *restrict src, size_t sstride,
-                      size_t n, size_t rows)
+static void copy_rows(uint8_t *restrict dst, size_t dstride, const uint8_t *restrict src,
+                      size_t sstride, size_t n, size_t rows)
 {
     switch (n) {
     case 2: CF_COPY_ROWS(2);
@@ -317,8 +328,8 @@ static uint8_t *pool_row(const kn_kv_view *kv, size_t layer_stride, const cf_ten
     return kv->base + blk * kv->block_stride + off + (pos % bt) * (size_t)kv->n_kv_heads * rb;
 }
 
-static void gather_tensor(cf_stage *s, const kn_kv_view *kv, size_t layer_stride, const cf_tensor *t,
-                          size_t n)
+static void gather_tensor(cf_stage *s, const kn_kv_view *kv, size_t layer_stride,
+                          const cf_tensor *t, size_t n)
 {
     size_t bt = (size_t)kv->block_tokens, heads = (size_t)kv->n_kv_heads;
     size_t rb = t->is_v ? kv->v_row_bytes : kv->k_row_bytes;
@@ -331,39 +342,46 @@ static void gather_tensor(cf_stage *s, const kn_kv_view *kv, size_t layer_stride
     }
 }
 
-static sem_status stream_data(cf_stage *s, const cf_plan *p, const int32_t *tokens, const kn_kv_view *kv,
-                              size_t layer_stride, size_t n_tokens)
+static sem_status stream_data(cf_stage *s, const cf_plan *p, const int32_t *tokens,
+                              const kn_kv_view *kv, size_t layer_stride, size_t n_tokens)
 {
     s->len = 0;
     s->crc = 0;
     s->sum[0] = s->sum[1] = 0;
     s->st = SEM_OK;
     stage_put(s, (const uint8_t *)tokens, n_tokens * sizeof *tokens);
-    for (size_t i = 1; i < p->n && s->st == SEM_OK; i++) gather_tensor(s, kv, layer_stride, &p->t[i], n_tokens);
+    for (size_t i = 1; i < p->n && s->st == SEM_OK; i++)
+        gather_tensor(s, kv, layer_stride, &p->t[i], n_tokens);
     stage_flush(s);
     return s->st;
 }
 
-static sem_status check_write_args(const char *path, const cache_file_meta *m, const int32_t *tokens,
-                                   const kn_kv_view *kv, sem_err *err)
+static sem_status check_write_args(const char *path, const cache_file_meta *m,
+                                   const int32_t *tokens, const kn_kv_view *kv, sem_err *err)
 {
     const kv_geometry *g = &m->geo;
     const char *bad = geometry_problem(g);
     if (bad) return sem_errf(err, SEM_EINVAL, "%s: cache write: %s", path, bad);
-    if (!cache_agent_id_valid(m->agent_id)) return sem_errf(err, SEM_EINVAL, "%s: cache write: invalid agent id", path);
+    if (!cache_agent_id_valid(m->agent_id))
+        return sem_errf(err, SEM_EINVAL, "%s: cache write: invalid agent id", path);
     if (m->model_id[0] == '\0' || !memchr(m->model_id, '\0', sizeof m->model_id))
         return sem_errf(err, SEM_EINVAL, "%s: cache write: empty or unterminated model id", path);
     if (!fingerprint_valid(m->fingerprint))
-        return sem_errf(err, SEM_EINVAL, "%s: cache write: fingerprint must be 1-64 lowercase hex digits", path);
+        return sem_errf(err, SEM_EINVAL,
+                        "%s: cache write: fingerprint must be 1-64 lowercase hex digits", path);
     if (m->n_tokens > CACHE_MAX_TOKENS)
-        return sem_errf(err, SEM_EINVAL, "%s: cache write: %" PRIu32 " tokens exceed %u", path, m->n_tokens, CACHE_MAX_TOKENS);
+        return sem_errf(err, SEM_EINVAL, "%s: cache write: %" PRIu32 " tokens exceed %u", path,
+                        m->n_tokens, CACHE_MAX_TOKENS);
     if (kv->dtype != g->dtype || kv->n_kv_heads != g->n_kv_heads || kv->head_dim != g->head_dim ||
         kv->v_head_dim != g->v_head_dim || kv->block_tokens != g->block_tokens ||
         kv->k_row_bytes != kn_kv_row_bytes(g->dtype, (size_t)g->head_dim) ||
         kv->v_row_bytes != kn_kv_row_bytes(g->dtype, (size_t)g->v_head_dim))
-        return sem_errf(err, SEM_EINVAL, "%s: cache write: kv view does not match the geometry", path);
+        return sem_errf(err, SEM_EINVAL, "%s: cache write: kv view does not match the geometry",
+                        path);
     for (uint32_t i = 0; i < m->n_tokens; i++) {
-        if (tokens[i] < 0) return sem_errf(err, SEM_EINVAL, "%s: cache write: token %" PRIu32 " is negative", path, i);
+        if (tokens[i] < 0)
+            return sem_errf(err, SEM_EINVAL, "%s: cache write: token %" PRIu32 " is negative", path,
+                            i);
     }
     return SEM_OK;
 }
@@ -375,8 +393,8 @@ static sem_status set_meta_u(st_writer *w, const char *key, uint64_t v, sem_err 
     return st_writer_set_metadata(w, key, s, err);
 }
 
-static sem_status declare_all(st_writer *w, const cf_plan *p, const cache_file_meta *m, uint32_t crc,
-                              sem_err *err)
+static sem_status declare_all(st_writer *w, const cf_plan *p, const cache_file_meta *m,
+                              uint32_t crc, sem_err *err)
 {
     sem_status s = SEM_OK;
     for (size_t i = 0; i < p->n && s == SEM_OK; i++)
@@ -426,7 +444,9 @@ sem_status cache_file_write(const char *path, cache_file_meta *meta, const int32
     stage.w = w;
     s = stream_data(&stage, &plan, tokens, kv, layer_stride, meta->n_tokens);
     if (s == SEM_OK && (stage.sum[0] != sum[0] || stage.sum[1] != sum[1]))
-        s = sem_errf(err, SEM_EBUSY, "%s: cache write: the rows changed during the write (blocks not pinned?)", path);
+        s = sem_errf(err, SEM_EBUSY,
+                     "%s: cache write: the rows changed during the write (blocks not pinned?)",
+                     path);
     if (s == SEM_OK) s = st_writer_finish(w, err);
     if (s == SEM_OK) {
         meta->version = CACHE_FORMAT_VERSION;
@@ -446,13 +466,15 @@ done:
 static const char *meta_str(const st_file *f, const char *key, sem_err *err)
 {
     const char *v = st_file_metadata(f, key);
-    if (!v) sem_errf(err, SEM_ECORRUPT, "%s: metadata '%s' is missing or not a string", st_file_path(f), key);
+    if (!v)
+        sem_errf(err, SEM_ECORRUPT, "%s: metadata '%s' is missing or not a string", st_file_path(f),
+                 key);
     return v;
 }
 
 /* A canonical decimal in [lo, hi]. */
-static sem_status meta_uint(const st_file *f, const char *key, uint64_t lo, uint64_t hi, uint64_t *out,
-                            sem_err *err)
+static sem_status meta_uint(const st_file *f, const char *key, uint64_t lo, uint64_t hi,
+                            uint64_t *out, sem_err *err)
 {
     const char *v = meta_str(f, key, err);
     if (!v) return SEM_ECORRUPT;
@@ -464,13 +486,16 @@ static sem_status meta_uint(const st_file *f, const char *key, uint64_t lo, uint
         x = x * 10 + (uint64_t)(v[i] - '0');
     }
     if (!ok || x < lo || x > hi)
-        return sem_errf(err, SEM_ECORRUPT, "%s: metadata '%s' = '%.40s' is not an integer in [%" PRIu64 ", %" PRIu64 "]",
+        return sem_errf(err, SEM_ECORRUPT,
+                        "%s: metadata '%s' = '%.40s' is not an integer in [%" PRIu64 ", %" PRIu64
+                        "]",
                         st_file_path(f), key, v, lo, hi);
     *out = x;
     return SEM_OK;
 }
 
-static sem_status meta_i32(const st_file *f, const char *key, uint64_t hi, int32_t *out, sem_err *err)
+static sem_status meta_i32(const st_file *f, const char *key, uint64_t hi, int32_t *out,
+                           sem_err *err)
 {
     uint64_t x;
     sem_status s = meta_uint(f, key, 1, hi, &x, err);
@@ -486,11 +511,15 @@ static sem_status meta_crc(const st_file *f, uint32_t *out, sem_err *err)
     size_t n = strlen(v);
     for (size_t i = 0; i < n && n == 8; i++) {
         char c = v[i];
-        uint32_t d = c >= '0' && c <= '9' ? (uint32_t)(c - '0') : c >= 'a' && c <= 'f' ? (uint32_t)(c - 'a' + 10) : 16;
+        uint32_t d = c >= '0' && c <= '9'   ? (uint32_t)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (uint32_t)(c - 'a' + 10)
+                                            : 16;
         if (d == 16) n = 0;
         x = x << 4 | (d & 15);
     }
-    if (n != 8) return sem_errf(err, SEM_ECORRUPT, "%s: metadata 'crc32c' = '%.40s' is not 8 hex digits", st_file_path(f), v);
+    if (n != 8)
+        return sem_errf(err, SEM_ECORRUPT, "%s: metadata 'crc32c' = '%.40s' is not 8 hex digits",
+                        st_file_path(f), v);
     *out = x;
     return SEM_OK;
 }
@@ -501,21 +530,29 @@ static sem_status parse_identity(const st_file *f, cache_file_meta *m, sem_err *
     const char *v = meta_str(f, "format", err);
     if (!v) return SEM_ECORRUPT;
     if (strcmp(v, CF_FORMAT) != 0)
-        return sem_errf(err, SEM_ECORRUPT, "%s: metadata format '%.40s' is not '%s'", path, v, CF_FORMAT);
+        return sem_errf(err, SEM_ECORRUPT, "%s: metadata format '%.40s' is not '%s'", path, v,
+                        CF_FORMAT);
     uint64_t ver;
     if (meta_uint(f, "version", 0, UINT32_MAX, &ver, err) != SEM_OK) return SEM_ECORRUPT;
     if (ver != CACHE_FORMAT_VERSION)
-        return sem_errf(err, SEM_EUNSUPPORTED, "%s: incompatible: format version %" PRIu64 " (this build reads %d)", path, ver, CACHE_FORMAT_VERSION);
+        return sem_errf(err, SEM_EUNSUPPORTED,
+                        "%s: incompatible: format version %" PRIu64 " (this build reads %d)", path,
+                        ver, CACHE_FORMAT_VERSION);
     m->version = (uint32_t)ver;
     if (!(v = meta_str(f, "agent_id", err))) return SEM_ECORRUPT;
-    if (!cache_agent_id_valid(v)) return sem_errf(err, SEM_ECORRUPT, "%s: metadata agent_id is not a valid agent id", path);
+    if (!cache_agent_id_valid(v))
+        return sem_errf(err, SEM_ECORRUPT, "%s: metadata agent_id is not a valid agent id", path);
     snprintf(m->agent_id, sizeof m->agent_id, "%s", v);
     if (!(v = meta_str(f, "model_id", err))) return SEM_ECORRUPT;
     if (v[0] == '\0' || strlen(v) >= sizeof m->model_id)
-        return sem_errf(err, SEM_ECORRUPT, "%s: metadata model_id is empty or longer than %zu bytes", path, sizeof m->model_id - 1);
+        return sem_errf(err, SEM_ECORRUPT,
+                        "%s: metadata model_id is empty or longer than %zu bytes", path,
+                        sizeof m->model_id - 1);
     snprintf(m->model_id, sizeof m->model_id, "%s", v);
     if (!(v = meta_str(f, "fingerprint", err))) return SEM_ECORRUPT;
-    if (!fingerprint_valid(v)) return sem_errf(err, SEM_ECORRUPT, "%s: metadata fingerprint is not 1-64 lowercase hex digits", path);
+    if (!fingerprint_valid(v))
+        return sem_errf(err, SEM_ECORRUPT,
+                        "%s: metadata fingerprint is not 1-64 lowercase hex digits", path);
     snprintf(m->fingerprint, sizeof m->fingerprint, "%s", v);
     return SEM_OK;
 }
@@ -532,13 +569,17 @@ static sem_status parse_geometry(const st_file *f, cache_file_meta *m, sem_err *
     if (s != SEM_OK) return s;
     const char *v = meta_str(f, "kv_dtype", err);
     if (!v) return SEM_ECORRUPT;
-    if (!dtype_parse(v, &g->dtype)) return sem_errf(err, SEM_ECORRUPT, "%s: metadata kv_dtype '%.40s' is unknown", path, v);
+    if (!dtype_parse(v, &g->dtype))
+        return sem_errf(err, SEM_ECORRUPT, "%s: metadata kv_dtype '%.40s' is unknown", path, v);
     uint64_t bits, group, n;
-    if (meta_uint(f, "bits", 0, 64, &bits, err) || meta_uint(f, "group_size", 0, CACHE_MAX_DIM, &group, err) ||
+    if (meta_uint(f, "bits", 0, 64, &bits, err) ||
+        meta_uint(f, "group_size", 0, CACHE_MAX_DIM, &group, err) ||
         meta_uint(f, "n_tokens", 0, CACHE_MAX_TOKENS, &n, err) || meta_crc(f, &m->crc32c, err))
         return SEM_ECORRUPT;
     if (bits != (uint64_t)dtype_bits(g->dtype) || group != (uint64_t)dtype_group(g->dtype))
-        return sem_errf(err, SEM_ECORRUPT, "%s: metadata bits %" PRIu64 " / group_size %" PRIu64 " do not fit kv_dtype %s",
+        return sem_errf(err, SEM_ECORRUPT,
+                        "%s: metadata bits %" PRIu64 " / group_size %" PRIu64
+                        " do not fit kv_dtype %s",
                         path, bits, group, v);
     const char *bad = geometry_problem(g);
     if (bad) return sem_errf(err, SEM_ECORRUPT, "%s: metadata geometry: %s", path, bad);
@@ -569,7 +610,8 @@ static bool name_expected(const char *name, const kv_geometry *g)
     snprintf(canon, sizeof canon, "layers.%u.%s", l, rest);
     if (strcmp(canon, name) != 0) return false;
     static const char *const fl[] = {"k", "v"};
-    static const char *const q[] = {"k.weight", "k.scales", "k.biases", "v.weight", "v.scales", "v.biases"};
+    static const char *const q[] = {"k.weight", "k.scales", "k.biases",
+                                    "v.weight", "v.scales", "v.biases"};
     const char *const *set = dtype_quantized(g->dtype) ? q : fl;
     size_t n = dtype_quantized(g->dtype) ? 6 : 2;
     for (size_t i = 0; i < n; i++) {
@@ -601,12 +643,14 @@ static sem_status check_tensors(const st_file *f, const kv_geometry *g, cf_plan 
             char want[96], got[96];
             shape_str(want, sizeof want, t->dtype, t->n_dims, t->shape);
             shape_str(got, sizeof got, ft->dtype, ft->n_dims, ft->shape);
-            return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' is %s, expected %s", path, t->name, got, want);
+            return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' is %s, expected %s", path, t->name,
+                            got, want);
         }
         t->data = ft->data;
     }
     if (st_file_n_tensors(f) != p->n)
-        return sem_errf(err, SEM_ECORRUPT, "%s: %zu tensors where %zu are expected (unexpected: '%.64s')", path,
+        return sem_errf(err, SEM_ECORRUPT,
+                        "%s: %zu tensors where %zu are expected (unexpected: '%.64s')", path,
                         st_file_n_tensors(f), p->n, first_unexpected(f, g));
     return SEM_OK;
 }
@@ -614,7 +658,8 @@ static sem_status check_tensors(const st_file *f, const kv_geometry *g, cf_plan 
 /* The data section: tensor data pointers and absolute offsets are both
  * into the one mapping of the whole file, so data - offset is its start,
  * where the header length lives. */
-static void data_section(const st_file *f, const st_tensor *any, const uint8_t **data, uint64_t *size)
+static void data_section(const st_file *f, const st_tensor *any, const uint8_t **data,
+                         uint64_t *size)
 {
     const uint8_t *base = (const uint8_t *)any->data - any->offset;
     uint64_t hlen = 0;
@@ -624,12 +669,13 @@ static void data_section(const st_file *f, const st_tensor *any, const uint8_t *
 }
 
 /* Everything but compatibility and the checksum: for open and read_meta. */
-static sem_status verify_structure(const char *path, st_file **out_st, cache_file_meta *m, cf_plan *p,
-                                   sem_err *err)
+static sem_status verify_structure(const char *path, st_file **out_st, cache_file_meta *m,
+                                   cf_plan *p, sem_err *err)
 {
     st_file *st = NULL;
     sem_status s = st_open(path, &st, err);
-    if (s == SEM_EUNSUPPORTED || s == SEM_ELIMIT) s = err->code = SEM_ECORRUPT; /* odd header = damage here */
+    if (s == SEM_EUNSUPPORTED || s == SEM_ELIMIT)
+        s = err->code = SEM_ECORRUPT; /* odd header = damage here */
     if (s != SEM_OK) return s;
     memset(m, 0, sizeof *m);
     s = parse_identity(st, m, err);
@@ -642,7 +688,9 @@ static sem_status verify_structure(const char *path, st_file **out_st, cache_fil
     if (s == SEM_OK) {
         data_section(st, st_file_find(st, "tokens"), &data, &size);
         if (size != p->total_bytes)
-            s = sem_errf(err, SEM_ECORRUPT, "%s: data section is %" PRIu64 " bytes but the tensors cover %" PRIu64, path, size, p->total_bytes);
+            s = sem_errf(err, SEM_ECORRUPT,
+                         "%s: data section is %" PRIu64 " bytes but the tensors cover %" PRIu64,
+                         path, size, p->total_bytes);
     }
     if (s != SEM_OK) {
         plan_free(p);
@@ -658,19 +706,24 @@ static sem_status check_compat(const char *path, const cache_file_meta *m, const
 {
     const kv_geometry *g = &m->geo;
     if (e) {
-        static const char *const names[5] = {"n_layers", "n_kv_heads", "head_dim", "v_head_dim", "block_tokens"};
-        const int32_t have[5] = {g->n_layers, g->n_kv_heads, g->head_dim, g->v_head_dim, g->block_tokens};
-        const int32_t want[5] = {e->n_layers, e->n_kv_heads, e->head_dim, e->v_head_dim, e->block_tokens};
+        static const char *const names[5] = {"n_layers", "n_kv_heads", "head_dim", "v_head_dim",
+                                             "block_tokens"};
+        const int32_t have[5] = {g->n_layers, g->n_kv_heads, g->head_dim, g->v_head_dim,
+                                 g->block_tokens};
+        const int32_t want[5] = {e->n_layers, e->n_kv_heads, e->head_dim, e->v_head_dim,
+                                 e->block_tokens};
         for (int i = 0; i < 5; i++) {
             if (have[i] != want[i])
-                return sem_errf(err, SEM_EUNSUPPORTED, "%s: incompatible: %s %d, expected %d", path, names[i], have[i], want[i]);
+                return sem_errf(err, SEM_EUNSUPPORTED, "%s: incompatible: %s %d, expected %d", path,
+                                names[i], have[i], want[i]);
         }
         if (g->dtype != e->dtype)
-            return sem_errf(err, SEM_EUNSUPPORTED, "%s: incompatible: kv_dtype %s, expected %s", path,
-                            kn_kv_dtype_name(g->dtype), kn_kv_dtype_name(e->dtype));
+            return sem_errf(err, SEM_EUNSUPPORTED, "%s: incompatible: kv_dtype %s, expected %s",
+                            path, kn_kv_dtype_name(g->dtype), kn_kv_dtype_name(e->dtype));
     }
     if (fingerprint && strcmp(fingerprint, m->fingerprint) != 0)
-        return sem_errf(err, SEM_EUNSUPPORTED, "%s: incompatible: model fingerprint %.16s... is not %.16s...", path,
+        return sem_errf(err, SEM_EUNSUPPORTED,
+                        "%s: incompatible: model fingerprint %.16s... is not %.16s...", path,
                         m->fingerprint, fingerprint);
     return SEM_OK;
 }
@@ -683,14 +736,17 @@ static sem_status verify_data(cache_file *cf, sem_err *err)
     data_section(cf->st, st_file_find(cf->st, "tokens"), &data, &size);
     uint32_t crc = crc32c_update(0, data, (size_t)size);
     if (crc != cf->meta.crc32c)
-        return sem_errf(err, SEM_ECORRUPT, "%s: crc32c of the data is %08" PRIx32 ", the header says %08" PRIx32, path, crc,
-                        cf->meta.crc32c);
+        return sem_errf(err, SEM_ECORRUPT,
+                        "%s: crc32c of the data is %08" PRIx32 ", the header says %08" PRIx32, path,
+                        crc, cf->meta.crc32c);
     size_t n = cf->meta.n_tokens;
     cf->tokens = sem_calloc(n ? n : 1, sizeof *cf->tokens);
     if (!cf->tokens) return sem_errf(err, SEM_ENOMEM, "%s: out of memory for %zu tokens", path, n);
     memcpy(cf->tokens, cf->plan.t[0].data, n * sizeof *cf->tokens);
     for (size_t i = 0; i < n; i++) {
-        if (cf->tokens[i] < 0) return sem_errf(err, SEM_ECORRUPT, "%s: token %zu is negative (%d)", path, i, (int)cf->tokens[i]);
+        if (cf->tokens[i] < 0)
+            return sem_errf(err, SEM_ECORRUPT, "%s: token %zu is negative (%d)", path, i,
+                            (int)cf->tokens[i]);
     }
     return SEM_OK;
 }
@@ -759,8 +815,9 @@ void cache_file_load(const cache_file *f, size_t n, const kn_kv_view *kv, size_t
 {
     const kv_geometry *g = &f->meta.geo;
     SEM_ASSERT(n <= f->meta.n_tokens);
-    SEM_ASSERT(kv->dtype == g->dtype && kv->n_kv_heads == g->n_kv_heads && kv->head_dim == g->head_dim &&
-               kv->v_head_dim == g->v_head_dim && kv->block_tokens == g->block_tokens);
+    SEM_ASSERT(kv->dtype == g->dtype && kv->n_kv_heads == g->n_kv_heads &&
+               kv->head_dim == g->head_dim && kv->v_head_dim == g->v_head_dim &&
+               kv->block_tokens == g->block_tokens);
     SEM_ASSERT(kv->k_row_bytes == kn_kv_row_bytes(g->dtype, (size_t)g->head_dim) &&
                kv->v_row_bytes == kn_kv_row_bytes(g->dtype, (size_t)g->v_head_dim));
     for (size_t i = 1; i < f->plan.n; i++) scatter_tensor(&f->plan.t[i], kv, layer_stride, n);

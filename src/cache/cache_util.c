@@ -69,8 +69,10 @@ sem_status cache_quarantine(const char *cache_dir, const char *path, sem_err *er
             return sem_errf(err, SEM_EINVAL, "%s: quarantine: name too long", path);
         int e = rename_noreplace(path, dst);
         if (e == EEXIST) continue;
-        if (e == ENOENT) return sem_errf(err, SEM_ENOTFOUND, "%s: quarantine: %s", path, strerror(e));
-        if (e != 0) return sem_errf(err, SEM_EIO, "%s: quarantine to %s: %s", path, dst, strerror(e));
+        if (e == ENOENT)
+            return sem_errf(err, SEM_ENOTFOUND, "%s: quarantine: %s", path, strerror(e));
+        if (e != 0)
+            return sem_errf(err, SEM_EIO, "%s: quarantine to %s: %s", path, dst, strerror(e));
         /* Make the move durable: the new entry, the removed one, and the
          * quarantine directory's own entry if we just created it. */
         s = fs_fsync_parent_dir(dst, err);

@@ -45,22 +45,30 @@ static uint64_t rng_next(uint64_t *s)
     return *s;
 }
 
-static float rng_float(uint64_t *s) { return (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 * 8.0 - 4.0); }
+static float rng_float(uint64_t *s)
+{
+    return (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 * 8.0 - 4.0);
+}
 
 typedef struct seq {
     kv_pool *pool;
     kv_geometry geo;
-    int32_t *all;  /* every block id, shuffled */
+    int32_t *all;   /* every block id, shuffled */
     int32_t *a, *b; /* two disjoint block tables (into all) */
     int32_t n_blocks_per;
     int32_t *tokens;
     uint32_t n_tokens;
 } seq;
 
-static kv_geometry geo_make(kn_kv_dtype dt, int32_t layers, int32_t heads, int32_t hd, int32_t vd, int32_t bt)
+static kv_geometry geo_make(kn_kv_dtype dt, int32_t layers, int32_t heads, int32_t hd, int32_t vd,
+                            int32_t bt)
 {
-    return (kv_geometry){.n_layers = layers, .n_kv_heads = heads, .head_dim = hd, .v_head_dim = vd,
-                         .block_tokens = bt, .dtype = dt};
+    return (kv_geometry){.n_layers = layers,
+                         .n_kv_heads = heads,
+                         .head_dim = hd,
+                         .v_head_dim = vd,
+                         .block_tokens = bt,
+                         .dtype = dt};
 }
 
 static kn_kv_view layer_view(const seq *s, const int32_t *ids, int32_t l)
@@ -83,7 +91,8 @@ static float val_random(uint64_t *rng, uint32_t pos, int32_t l, int32_t h, int32
 static float val_formula(uint64_t *rng, uint32_t pos, int32_t l, int32_t h, int32_t d, bool is_v)
 {
     (void)rng;
-    long x = is_v ? ((long)pos * 5 + l * 11 + h * 17 + d * 7 + 100) : ((long)pos * 7 + l * 13 + h * 31 + d * 3);
+    long x = is_v ? ((long)pos * 5 + l * 11 + h * 17 + d * 7 + 100)
+                  : ((long)pos * 7 + l * 13 + h * 31 + d * 3);
     return (float)(x % 2048 - 1024) / 256.0f;
 }
 
@@ -97,8 +106,10 @@ static void fill_kv(const seq *s, const int32_t *ids, uint32_t n, val_fn fn, uin
         kn_kv_view view = layer_view(s, ids, l);
         for (uint32_t p = 0; p < n; p++) {
             for (int32_t h = 0; h < g->n_kv_heads; h++) {
-                for (int32_t d = 0; d < g->head_dim; d++) k[h * g->head_dim + d] = fn(rng, p, l, h, d, false);
-                for (int32_t d = 0; d < g->v_head_dim; d++) v[h * g->v_head_dim + d] = fn(rng, p, l, h, d, true);
+                for (int32_t d = 0; d < g->head_dim; d++)
+                    k[h * g->head_dim + d] = fn(rng, p, l, h, d, false);
+                for (int32_t d = 0; d < g->v_head_dim; d++)
+                    v[h * g->v_head_dim + d] = fn(rng, p, l, h, d, true);
             }
             kn_kv_store(&view, (int32_t)p, k, v);
         }
@@ -112,13 +123,15 @@ static void seq_make(seq *s, const kv_geometry *g, uint32_t n_tokens, val_fn fn,
     memset(s, 0, sizeof *s);
     s->geo = *g;
     s->n_tokens = n_tokens;
-    s->n_blocks_per = (int32_t)((n_tokens + (uint32_t)g->block_tokens - 1) / (uint32_t)g->block_tokens) + 1;
+    s->n_blocks_per =
+        (int32_t)((n_tokens + (uint32_t)g->block_tokens - 1) / (uint32_t)g->block_tokens) + 1;
     sem_err err;
     kv_pool_params pp = {.budget_bytes = kv_block_bytes(g) * (size_t)(2 * s->n_blocks_per + 3)};
     assert_int_equal(kv_pool_create(g, &pp, &s->pool, &err), SEM_OK);
     int32_t nb = kv_pool_n_blocks(s->pool);
     s->all = calloc((size_t)nb, sizeof *s->all);
-    for (int32_t i = 0; i < nb; i++) assert_int_equal(kv_pool_alloc(s->pool, &s->all[i], &err), SEM_OK);
+    for (int32_t i = 0; i < nb; i++)
+        assert_int_equal(kv_pool_alloc(s->pool, &s->all[i], &err), SEM_OK);
     uint64_t rng = seed;
     for (int32_t i = nb - 1; i > 0; i--) {
         int32_t j = (int32_t)(rng_next(&rng) % (uint64_t)(i + 1));
@@ -131,13 +144,16 @@ static void seq_make(seq *s, const kv_geometry *g, uint32_t n_tokens, val_fn fn,
     /* Fill everything with a pattern first so untouched rows are visible. */
     memset(kv_pool_view(s->pool, s->all).base, 0xA5, kv_block_bytes(g) * (size_t)nb);
     s->tokens = calloc(n_tokens + 1, sizeof *s->tokens);
-    for (uint32_t i = 0; i < n_tokens; i++) s->tokens[i] = fn == val_formula ? (int32_t)((i * 37 + 11) % 50000) : (int32_t)(rng_next(&rng) % 150000);
+    for (uint32_t i = 0; i < n_tokens; i++)
+        s->tokens[i] = fn == val_formula ? (int32_t)((i * 37 + 11) % 50000)
+                                         : (int32_t)(rng_next(&rng) % 150000);
     fill_kv(s, s->a, n_tokens, fn, &rng);
 }
 
 static void seq_free(seq *s)
 {
-    for (int32_t i = 0; s->pool && i < kv_pool_n_blocks(s->pool); i++) kv_pool_unref(s->pool, s->all[i]);
+    for (int32_t i = 0; s->pool && i < kv_pool_n_blocks(s->pool); i++)
+        kv_pool_unref(s->pool, s->all[i]);
     kv_pool_destroy(s->pool);
     free(s->all);
     free(s->tokens);
@@ -161,12 +177,14 @@ static sem_status seq_write(const seq *s, const char *path, cache_file_meta *m, 
     return cache_file_write(path, m, s->tokens, &v, kv_pool_layer_stride(s->pool), err);
 }
 
-static const uint8_t *row_ptr(const seq *s, const int32_t *ids, int32_t l, uint32_t pos, int32_t h, bool is_v)
+static const uint8_t *row_ptr(const seq *s, const int32_t *ids, int32_t l, uint32_t pos, int32_t h,
+                              bool is_v)
 {
     kn_kv_view v = layer_view(s, ids, l);
     size_t rb = is_v ? v.v_row_bytes : v.k_row_bytes;
     size_t blk = (size_t)ids[pos / (uint32_t)v.block_tokens], tok = pos % (uint32_t)v.block_tokens;
-    return v.base + blk * v.block_stride + (is_v ? v.v_offset : v.k_offset) + (tok * (size_t)v.n_kv_heads + (size_t)h) * rb;
+    return v.base + blk * v.block_stride + (is_v ? v.v_offset : v.k_offset) +
+           (tok * (size_t)v.n_kv_heads + (size_t)h) * rb;
 }
 
 static size_t row_bytes(const seq *s, bool is_v)
@@ -182,10 +200,13 @@ static void check_loaded(const seq *s, uint32_t n)
         for (uint32_t p = 0; p < s->n_tokens; p++) {
             for (int32_t h = 0; h < s->geo.n_kv_heads; h++) {
                 for (int iv = 0; iv < 2; iv++) {
-                    const uint8_t *x = row_ptr(s, s->a, l, p, h, iv), *y = row_ptr(s, s->b, l, p, h, iv);
+                    const uint8_t *x = row_ptr(s, s->a, l, p, h, iv),
+                                  *y = row_ptr(s, s->b, l, p, h, iv);
                     size_t rb = row_bytes(s, iv);
                     if (p < n) {
-                        if (memcmp(x, y, rb) != 0) fail_msg("%s: layer %d pos %u head %d %s differs", kn_kv_dtype_name(s->geo.dtype), l, p, h, iv ? "V" : "K");
+                        if (memcmp(x, y, rb) != 0)
+                            fail_msg("%s: layer %d pos %u head %d %s differs",
+                                     kn_kv_dtype_name(s->geo.dtype), l, p, h, iv ? "V" : "K");
                     } else {
                         for (size_t i = 0; i < rb; i++) assert_int_equal(y[i], 0xA5);
                     }
@@ -195,7 +216,10 @@ static void check_loaded(const seq *s, uint32_t n)
     }
 }
 
-static void path_in(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", tmp_dir, name); }
+static void path_in(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "%s/%s", tmp_dir, name);
+}
 
 /* ===================================================================== */
 /* Round trips                                                            */
@@ -338,7 +362,8 @@ typedef void (*hdr_edit)(json_t *hdr, const void *arg);
 
 /* Copies src to dst with its JSON header edited by fn and `extra` bytes
  * appended to the data section. */
-static void rewrite_header(const char *src, const char *dst, hdr_edit fn, const void *arg, size_t extra)
+static void rewrite_header(const char *src, const char *dst, hdr_edit fn, const void *arg,
+                           size_t extra)
 {
     uint8_t *d;
     size_t len;
@@ -379,13 +404,13 @@ static sem_status open_status(const char *path, const kv_geometry *g, const char
 
 static bool msg_has(const char *msg, const char *needle) { return !needle || strstr(msg, needle); }
 
-#define EXPECT_OPEN(path, g, fp, status, needle)                                             \
-    do {                                                                                     \
-        sem_err e_;                                                                          \
-        sem_status s_ = open_status(path, g, fp, &e_);                                       \
-        if (s_ != (status) || (s_ != SEM_OK && !msg_has(e_.msg, (needle))))                 \
-            fail_msg("%s: got %s (%s), expected %s with '%s'", #status, sem_status_name(s_), \
-                     s_ ? e_.msg : "", sem_status_name(status), (needle) ? (needle) : "");   \
+#define EXPECT_OPEN(path, g, fp, status, needle)                                                   \
+    do {                                                                                           \
+        sem_err e_;                                                                                \
+        sem_status s_ = open_status(path, g, fp, &e_);                                             \
+        if (s_ != (status) || (s_ != SEM_OK && !msg_has(e_.msg, (needle))))                        \
+            fail_msg("%s: got %s (%s), expected %s with '%s'", #status, sem_status_name(s_),       \
+                     s_ ? e_.msg : "", sem_status_name(status), (needle) ? (needle) : "");         \
     } while (0)
 
 /* A small valid file for the attack tables. */
@@ -454,7 +479,8 @@ static void test_truncated_every_byte(void **state)
     for (size_t n = 0; n < len; n++) {
         write_bytes(cut, d, n);
         sem_status st = open_status(cut, &g, FP, &err);
-        if (st != SEM_ECORRUPT) fail_msg("cut at %zu of %zu: %s (%s)", n, len, sem_status_name(st), err.msg);
+        if (st != SEM_ECORRUPT)
+            fail_msg("cut at %zu of %zu: %s (%s)", n, len, sem_status_name(st), err.msg);
         cache_file_meta rm;
         assert_int_equal(cache_file_read_meta(cut, &rm, &err), SEM_ECORRUPT);
     }
@@ -479,7 +505,8 @@ static void test_bad_headers(void **state)
         {"not json at all", 0},
         {"[1, 2, 3]", 0},
         {"{\"tokens\": 5}", 0},
-        {"{\"tokens\": {\"dtype\": \"I32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 0}, /* no data, no metadata */
+        {"{\"tokens\": {\"dtype\": \"I32\", \"shape\": [1], \"data_offsets\": [0, 4]}}",
+         0}, /* no data, no metadata */
         {"{\"tokens\": {\"dtype\": \"Q17\", \"shape\": [0], \"data_offsets\": [0, 0]}}", 0},
         {"{\"a\": 1, \"a\": 2}", 0},
         {"{}", 1u << 30},
@@ -522,7 +549,8 @@ static void test_wrong_geometry_and_fingerprint(void **state)
     EXPECT_OPEN(path, &g, FP, SEM_OK, NULL);
     EXPECT_OPEN(path, NULL, NULL, SEM_OK, NULL); /* --cache-compat dims without a geometry */
     EXPECT_OPEN(path, &g, NULL, SEM_OK, NULL);
-    static const char *const fields[] = {"n_layers", "n_kv_heads", "head_dim", "v_head_dim", "block_tokens"};
+    static const char *const fields[] = {"n_layers", "n_kv_heads", "head_dim", "v_head_dim",
+                                         "block_tokens"};
     for (int i = 0; i < 5; i++) {
         kv_geometry e = g;
         int32_t *f[] = {&e.n_layers, &e.n_kv_heads, &e.head_dim, &e.v_head_dim, &e.block_tokens};
@@ -568,9 +596,10 @@ static void test_bad_metadata(void **state)
     path_in(bad, sizeof bad, "meta-bad.safetensors");
     kv_geometry g;
     write_base(path, KN_KV_Q4, &g);
-    static const char *const keys[] = {"format", "version", "agent_id", "model_id", "fingerprint", "n_layers",
-                                       "n_kv_heads", "head_dim", "v_head_dim", "block_tokens", "kv_dtype",
-                                       "bits", "group_size", "n_tokens", "crc32c"};
+    static const char *const keys[] = {"format",      "version",      "agent_id",   "model_id",
+                                       "fingerprint", "n_layers",     "n_kv_heads", "head_dim",
+                                       "v_head_dim",  "block_tokens", "kv_dtype",   "bits",
+                                       "group_size",  "n_tokens",     "crc32c"};
     sem_err err;
     cache_file_meta m;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -595,22 +624,22 @@ static void test_bad_metadata(void **state)
         {{"version", "99999999999999999999"}, SEM_ECORRUPT},
         {{"n_layers", "two"}, SEM_ECORRUPT},
         {{"n_layers", "0"}, SEM_ECORRUPT},
-        {{"n_layers", "1"}, SEM_ECORRUPT},     /* the other layer's tensors are extra */
-        {{"n_layers", "3"}, SEM_ECORRUPT},     /* layer 2 is missing */
+        {{"n_layers", "1"}, SEM_ECORRUPT}, /* the other layer's tensors are extra */
+        {{"n_layers", "3"}, SEM_ECORRUPT}, /* layer 2 is missing */
         {{"n_layers", "1025"}, SEM_ECORRUPT},
         {{"n_layers", "2 "}, SEM_ECORRUPT},
         {{"n_layers", "+2"}, SEM_ECORRUPT},
         {{"n_layers", ""}, SEM_ECORRUPT},
         {{"n_kv_heads", "99999999999"}, SEM_ECORRUPT},
-        {{"n_kv_heads", "4"}, SEM_ECORRUPT},   /* shapes disagree */
-        {{"head_dim", "65"}, SEM_ECORRUPT},    /* not a multiple of 64 for q4 */
+        {{"n_kv_heads", "4"}, SEM_ECORRUPT}, /* shapes disagree */
+        {{"head_dim", "65"}, SEM_ECORRUPT},  /* not a multiple of 64 for q4 */
         {{"head_dim", "65537"}, SEM_ECORRUPT},
         {{"v_head_dim", "128"}, SEM_ECORRUPT},
         {{"block_tokens", "0"}, SEM_ECORRUPT},
         {{"block_tokens", "65537"}, SEM_ECORRUPT},
         {{"kv_dtype", "q3"}, SEM_ECORRUPT},
         {{"kv_dtype", "Q4"}, SEM_ECORRUPT},
-        {{"kv_dtype", "q8"}, SEM_ECORRUPT},    /* bits say 4 */
+        {{"kv_dtype", "q8"}, SEM_ECORRUPT}, /* bits say 4 */
         {{"bits", "8"}, SEM_ECORRUPT},
         {{"group_size", "32"}, SEM_ECORRUPT},
         {{"group_size", "0"}, SEM_ECORRUPT},
@@ -627,7 +656,8 @@ static void test_bad_metadata(void **state)
         {{"model_id", ""}, SEM_ECORRUPT},
         {{"fingerprint", ""}, SEM_ECORRUPT},
         {{"fingerprint", "XYZ"}, SEM_ECORRUPT},
-        {{"fingerprint", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0"}, SEM_ECORRUPT},
+        {{"fingerprint", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0"},
+         SEM_ECORRUPT},
         {{"extra_key", "is fine"}, SEM_OK},
         {{"model_id", "another/model"}, SEM_OK},
     };
@@ -635,8 +665,8 @@ static void test_bad_metadata(void **state)
         rewrite_header(path, bad, edit_meta, &cases[i].e, 0);
         sem_status st = open_status(bad, NULL, NULL, &err);
         if (st != cases[i].want)
-            fail_msg("%s='%s': got %s (%s), expected %s", cases[i].e.key, cases[i].e.value, sem_status_name(st),
-                     st ? err.msg : "", sem_status_name(cases[i].want));
+            fail_msg("%s='%s': got %s (%s), expected %s", cases[i].e.key, cases[i].e.value,
+                     sem_status_name(st), st ? err.msg : "", sem_status_name(cases[i].want));
         if (st == SEM_EUNSUPPORTED) assert_non_null(strstr(err.msg, "incompatible"));
     }
     /* A huge model id. */
@@ -651,10 +681,10 @@ static void test_bad_metadata(void **state)
 
 typedef struct tensor_edit {
     const char *name;
-    const char *dtype;  /* NULL: keep */
-    int n_dims;         /* 0: keep the shape; -1: delete the tensor */
+    const char *dtype; /* NULL: keep */
+    int n_dims;        /* 0: keep the shape; -1: delete the tensor */
     uint64_t shape[3];
-    bool append;        /* add as a new tensor at the end of the data */
+    bool append; /* add as a new tensor at the end of the data */
 } tensor_edit;
 
 static void edit_tensor(json_t *h, const void *arg)
@@ -664,12 +694,15 @@ static void edit_tensor(json_t *h, const void *arg)
         size_t end = 0;
         const char *k;
         json_t *v;
-        json_object_foreach(h, k, v) {
+        json_object_foreach(h, k, v)
+        {
             json_t *off = json_object_get(v, "data_offsets");
-            if (off && (size_t)json_integer_value(json_array_get(off, 1)) > end) end = (size_t)json_integer_value(json_array_get(off, 1));
+            if (off && (size_t)json_integer_value(json_array_get(off, 1)) > end)
+                end = (size_t)json_integer_value(json_array_get(off, 1));
         }
-        json_object_set_new(h, e->name, json_pack("{s:s,s:[I],s:[I,I]}", "dtype", "U8", "shape", (json_int_t)4,
-                                                  "data_offsets", (json_int_t)end, (json_int_t)end + 4));
+        json_object_set_new(h, e->name,
+                            json_pack("{s:s,s:[I],s:[I,I]}", "dtype", "U8", "shape", (json_int_t)4,
+                                      "data_offsets", (json_int_t)end, (json_int_t)end + 4));
         return;
     }
     if (e->n_dims < 0) {
@@ -681,7 +714,8 @@ static void edit_tensor(json_t *h, const void *arg)
     if (e->dtype) json_object_set_new(t, "dtype", json_string(e->dtype));
     if (e->n_dims > 0) {
         json_t *sh = json_array();
-        for (int i = 0; i < e->n_dims; i++) json_array_append_new(sh, json_integer((json_int_t)e->shape[i]));
+        for (int i = 0; i < e->n_dims; i++)
+            json_array_append_new(sh, json_integer((json_int_t)e->shape[i]));
         json_object_set_new(t, "shape", sh);
     }
 }
@@ -698,9 +732,9 @@ static void test_bad_tensors(void **state)
     static const tensor_edit q8[] = {
         {"layers.1.v.biases", NULL, -1, {0}, false},
         {"tokens", NULL, -1, {0}, false},
-        {"layers.0.k.weight", NULL, 3, {6, 4, 8}, false},   /* same bytes, other shape */
+        {"layers.0.k.weight", NULL, 3, {6, 4, 8}, false}, /* same bytes, other shape */
         {"layers.0.k.weight", NULL, 2, {6, 32}, false},
-        {"layers.0.k.weight", "I32", 0, {0}, false},         /* same size, other dtype */
+        {"layers.0.k.weight", "I32", 0, {0}, false}, /* same size, other dtype */
         {"layers.0.k.scales", "BF16", 0, {0}, false},
         {"layers.1.k.biases", NULL, 3, {6, 1, 2}, false},
         {"tokens", "U32", 0, {0}, false},
@@ -713,7 +747,8 @@ static void test_bad_tensors(void **state)
     for (size_t i = 0; i < sizeof q8 / sizeof q8[0]; i++) {
         rewrite_header(path, bad, edit_tensor, &q8[i], q8[i].append ? 4 : 0);
         sem_status st = open_status(bad, NULL, NULL, &err);
-        if (st != SEM_ECORRUPT) fail_msg("q8 case %zu (%s): %s (%s)", i, q8[i].name, sem_status_name(st), err.msg);
+        if (st != SEM_ECORRUPT)
+            fail_msg("q8 case %zu (%s): %s (%s)", i, q8[i].name, sem_status_name(st), err.msg);
         assert_non_null(strstr(err.msg, q8[i].name));
     }
     write_base(path, KN_KV_F16, &g);
@@ -866,9 +901,11 @@ static void test_agent_id_table(void **state)
     max[CACHE_MAX_AGENT_ID] = 'a';
     max[CACHE_MAX_AGENT_ID + 1] = '\0';
     assert_false(cache_agent_id_valid(max)); /* 129 chars */
-    static const char *const good[] = {"a", "planner", "agent-1", "A_b.c-D", "x..y", "0", "a.", "-a", "_"};
-    static const char *const bad[] = {"", ".", "..", "../x", "a/b", ".hidden", "a b", "a\\b", "caf\xc3\xa9",
-                                      "\xe2\x80\xae", "a\nb", "a:b", "a*", "tab\t", "%2e%2e"};
+    static const char *const good[] = {"a", "planner", "agent-1", "A_b.c-D", "x..y",
+                                       "0", "a.",      "-a",      "_"};
+    static const char *const bad[] = {"",        ".",   "..",   "../x",        "a/b",
+                                      ".hidden", "a b", "a\\b", "caf\xc3\xa9", "\xe2\x80\xae",
+                                      "a\nb",    "a:b", "a*",   "tab\t",       "%2e%2e"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         if (!cache_agent_id_valid(good[i])) fail_msg("'%s' should be valid", good[i]);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
