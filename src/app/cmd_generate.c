@@ -4,6 +4,7 @@
 #include "app/commands.h"
 #include "app/runtime.h"
 #include "engine/engine.h"
+#include "tokenizer/tokenizer.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -13,6 +14,7 @@
 typedef struct gen_opts {
     const char *model_dir;
     const char *tokens;
+    const char *prompt;
     long n_predict;
     eng_sampling sampling;
     uint64_t seed;
@@ -25,10 +27,12 @@ typedef struct gen_opts {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: semantic generate --model DIR --tokens 1,2,3 [options]\n\n"
+            "usage: semantic generate --model DIR (--prompt TEXT | --tokens 1,2,3) [options]\n\n"
             "Runs the prompt through the model and generates tokens.\n\n"
             "  --model DIR          Hugging Face model directory (required)\n"
-            "  --tokens IDS         prompt as comma-separated token ids\n"
+            "  --prompt TEXT        prompt text (encoded with the model's tokenizer.json;\n"
+            "                       the reply is printed as text and stops at EOS)\n"
+            "  --tokens IDS         prompt as comma-separated token ids (prints ids)\n"
             "  -n, --n-predict N    tokens to generate (default 32)\n"
             "  --temperature T      0 = greedy (default 0)\n"
             "  --top-k K            keep the K most likely tokens (default 0 = off)\n"
@@ -56,6 +60,7 @@ static int parse_opts(int argc, char **argv, gen_opts *o)
 {
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},       {"tokens", required_argument, 0, 't'},
+        {"prompt", required_argument, 0, 'x'},
         {"n-predict", required_argument, 0, 'n'},   {"temperature", required_argument, 0, 'T'},
         {"top-k", required_argument, 0, 'k'},       {"top-p", required_argument, 0, 'p'},
         {"min-p", required_argument, 0, 'P'},       {"seed", required_argument, 0, 's'},
@@ -73,6 +78,7 @@ static int parse_opts(int argc, char **argv, gen_opts *o)
         switch (c) {
         case 'm': o->model_dir = optarg; break;
         case 't': o->tokens = optarg; break;
+        case 'x': o->prompt = optarg; break;
         case 'n': ok = app_parse_long(optarg, 0, 1 << 24, &o->n_predict); break;
         case 'T': ok = app_parse_float(optarg, 0, 100, &d); o->sampling.temperature = (float)d; break;
         case 'k': ok = app_parse_long(optarg, 0, 1 << 24, &v); o->sampling.top_k = (int32_t)v; break;
@@ -94,8 +100,8 @@ static int parse_opts(int argc, char **argv, gen_opts *o)
             return 2;
         }
     }
-    if (!o->model_dir || !o->tokens) {
-        fprintf(stderr, "semantic generate: --model and --tokens are required (see --help)\n");
+    if (!o->model_dir || !o->tokens == !o->prompt) {
+        fprintf(stderr, "semantic generate: --model and one of --prompt or --tokens are required (see --help)\n");
         return 2;
     }
     return -1;
@@ -106,7 +112,27 @@ static sem_status write_logits(const char *path, const float *logits, size_t n, 
     return fs_write_atomic(path, logits, n * sizeof(float), err);
 }
 
-static int run_generate(const gen_opts *o, app_runtime *rt, const int32_t *prompt, size_t n_prompt)
+/* Prints a generated token: its id, or its text when a tokenizer streams.
+ * Returns false at an end-of-sequence id in text mode. */
+static bool emit(tok_stream *ts, const tok_tokenizer *tok, int32_t id, long i)
+{
+    if (!ts) {
+        printf("%s%d", i ? "," : " ", id);
+    } else {
+        if (tok_is_eos(tok, id)) return false;
+        buf b;
+        buf_init(&b);
+        sem_err err;
+        tok_stream_push(ts, id, &b, &err);
+        if (b.len) fwrite(b.data, 1, b.len, stdout);
+        buf_fini(&b);
+    }
+    fflush(stdout);
+    return true;
+}
+
+static int run_generate(const gen_opts *o, app_runtime *rt, const tok_tokenizer *tok, const int32_t *prompt,
+                        size_t n_prompt)
 {
     sem_err err;
     const model_spec *s = model_get_spec(rt->m);
@@ -129,19 +155,27 @@ static int run_generate(const gen_opts *o, app_runtime *rt, const int32_t *promp
     eng_rng_seed(&rng, o->seed);
     long n_gen = 0;
     double t1 = clk_now_s();
-    printf("tokens:");
+    tok_stream *ts = NULL;
+    if (!st && tok) st = tok_stream_create(tok, prompt, n_prompt, true, &ts, &err);
+    if (!st) printf("%s", ts ? o->prompt : "tokens:");
     for (; !st && n_gen < o->n_predict; n_gen++) {
-        int32_t tok = eng_sample(smp, last, &o->sampling, &rng);
-        printf("%s%d", n_gen ? "," : " ", tok);
-        fflush(stdout);
-        if (n_gen + 1 == o->n_predict) {
+        int32_t id = eng_sample(smp, last, &o->sampling, &rng);
+        if (!emit(ts, tok, id, n_gen) || n_gen + 1 == o->n_predict) {
             n_gen++;
             break;
         }
-        st = eng_runner_feed(r, &tok, 1, false, logits, &err);
+        st = eng_runner_feed(r, &id, 1, false, logits, &err);
         last = logits;
     }
     double t_decode = clk_now_s() - t1;
+    if (ts) {
+        buf tail;
+        buf_init(&tail);
+        tok_stream_finish(ts, &tail, &err);
+        if (tail.len) fwrite(tail.data, 1, tail.len, stdout);
+        buf_fini(&tail);
+        tok_stream_destroy(ts);
+    }
     printf("\n");
     if (!st) {
         printf("prefill: %zu tokens in %.1f ms, %.1f tok/s\n", n_prompt, t_prefill * 1e3, (double)n_prompt / t_prefill);
@@ -163,7 +197,25 @@ int app_cmd_generate(int argc, char **argv)
     sem_err err;
     int32_t *prompt = NULL;
     size_t n_prompt = 0;
-    if (app_parse_ids(o.tokens, &prompt, &n_prompt, &err)) {
+    tok_tokenizer *tok = NULL;
+    if (o.prompt) {
+        tok_ids ids;
+        tok_ids_init(&ids);
+        if (tok_load_dir(o.model_dir, &tok, &err) || tok_encode(tok, NULL, o.prompt, strlen(o.prompt), true, &ids, &err)) {
+            fprintf(stderr, "semantic generate: %s\n", err.msg);
+            tok_destroy(tok);
+            tok_ids_fini(&ids);
+            return 1;
+        }
+        prompt = ids.data;
+        n_prompt = ids.len;
+        if (n_prompt == 0) {
+            fprintf(stderr, "semantic generate: the prompt encodes to no tokens\n");
+            tok_destroy(tok);
+            free(prompt);
+            return 2;
+        }
+    } else if (app_parse_ids(o.tokens, &prompt, &n_prompt, &err)) {
         fprintf(stderr, "semantic generate: %s\n", err.msg);
         return 2;
     }
@@ -171,11 +223,13 @@ int app_cmd_generate(int argc, char **argv)
     if (app_runtime_open(&rt, o.model_dir, (int)o.threads, 512, &err)) {
         fprintf(stderr, "semantic generate: %s\n", err.msg);
         app_runtime_close(&rt);
+        tok_destroy(tok);
         free(prompt);
         return 1;
     }
-    rc = run_generate(&o, &rt, prompt, n_prompt);
+    rc = run_generate(&o, &rt, tok, prompt, n_prompt);
     app_runtime_close(&rt);
+    tok_destroy(tok);
     free(prompt);
     return rc;
 }
