@@ -6,6 +6,7 @@
 #include "base.h"
 
 #include <pthread.h>
+#include <string.h>
 
 static uint32_t crc_table[8][256]; /* written once under crc_once */
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
@@ -25,7 +26,36 @@ static void crc_init_tables(void)
     }
 }
 
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+
+/* The SSE4.2 crc32 instruction computes exactly this polynomial, about four
+ * times faster than the tables. Chosen per call by a cached CPUID check. */
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uint8_t *p, size_t n)
+{
+    uint64_t c = ~crc;
+    for (; n >= 8; n -= 8, p += 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = _mm_crc32_u64(c, w);
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n--) c32 = _mm_crc32_u8(c32, *p++);
+    return ~c32;
+}
+#endif
+
+static uint32_t crc_sw(uint32_t crc, const void *data, size_t n);
+
 uint32_t crc32c_update(uint32_t crc, const void *data, size_t n)
+{
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("sse4.2")) return crc_hw(crc, data, n);
+#endif
+    return crc_sw(crc, data, n);
+}
+
+static uint32_t crc_sw(uint32_t crc, const void *data, size_t n)
 {
     pthread_once(&crc_once, crc_init_tables);
     const uint8_t *p = data;

@@ -158,7 +158,7 @@ cache_entry *cache_store_match_prefix(cache_store *cs, const int32_t *tokens, si
 /* What a request can reuse from an entry: the length of the common prefix
  * with tokens[0..n), capped at n - 1 so at least one token is computed. */
 size_t cache_entry_common_prefix(const cache_entry *ce, const int32_t *tokens, size_t n);
-bool cache_entry_busy(const cache_entry *ce); /* pinned, or being written */
+bool cache_entry_busy(const cache_entry *ce); /* a running request uses it */
 cache_tier cache_entry_tier(const cache_entry *ce);
 const char *cache_entry_agent(const cache_entry *ce);
 
