@@ -16,5 +16,6 @@ typedef struct bench_opts {
 } bench_opts;
 
 int bench_batch(const bench_opts *o);
+int bench_cache(const bench_opts *o);
 
 #endif

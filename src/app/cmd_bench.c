@@ -16,21 +16,25 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: semantic bench model|batch --model DIR [options]\n\n"
+            "usage: semantic bench model|batch|cache --model DIR [options]\n\n"
             "bench model: prefill tok/s for a prompt, decode tok/s, the memory read\n"
             "  bandwidth measured in the same run (all threads, a buffer far larger than\n"
             "  the caches), and decode as a fraction of the roofline bandwidth / bytes\n"
             "  read per token.\n"
             "bench batch: the batching engine's aggregate decode tok/s at batch 1, 2, 4,\n"
             "  8 and 16, then TTFT and time per output token of a short request that\n"
-            "  arrives while a long prompt is prefilling.\n\n"
+            "  arrives while a long prompt is prefilling.\n"
+            "bench cache: time to first token of a conversation's next turn cold, hot\n"
+            "  (RAM) and warm (after a restart, from the file) at 1K-8K tokens (up to\n"
+            "  --long-prompt), and cache file save/load MB/s and sizes at 16/8/4 bits.\n\n"
             "  --model DIR       model directory (required)\n"
             "  --prompt N        prompt tokens (default 512)\n"
             "  --decode N        decoded tokens (default 128)\n"
             "  --threads N       compute threads (default: one per core)\n"
             "  --mem-mb N        bandwidth buffer size in MiB (default 1024)\n"
             "  --kv-bits B       16 (default), 8 or 4\n"
-            "  --long-prompt N   batch: tokens of the long prompt (default 4096)\n"
+            "  --long-prompt N   batch: tokens of the long prompt; cache: the longest\n"
+            "                    conversation (default 4096; 8192 for cache)\n"
             "  --chunk N         batch: prefill chunk (default 512)\n\n"
             "For bench batch, --prompt defaults to 32 and --decode to 64 per request.\n");
 }
@@ -86,8 +90,9 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
     };
     bool batch = !strcmp(argv[0], "batch");
+    bool cache = !strcmp(argv[0], "cache");
     *o = (bench_opts){.prompt = batch ? 32 : 512, .decode = batch ? 64 : 128, .mem_mb = 1024,
-                      .long_prompt = 4096, .chunk = 512, .kv_dtype = KN_KV_F16};
+                      .long_prompt = cache ? 8192 : 4096, .chunk = 512, .kv_dtype = KN_KV_F16};
     int c;
     long v = 0;
     optind = 1;
@@ -176,12 +181,13 @@ int app_cmd_bench(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (strcmp(argv[1], "model") != 0 && strcmp(argv[1], "batch") != 0) {
+    if (strcmp(argv[1], "model") != 0 && strcmp(argv[1], "batch") != 0 && strcmp(argv[1], "cache") != 0) {
         fprintf(stderr, "semantic bench: unknown benchmark '%s' (see --help)\n", argv[1]);
         return 2;
     }
     bench_opts o;
     int rc = parse_opts(argc - 1, argv + 1, &o);
     if (rc >= 0) return rc;
+    if (!strcmp(argv[1], "cache")) return bench_cache(&o);
     return !strcmp(argv[1], "batch") ? bench_batch(&o) : bench_model(&o);
 }
