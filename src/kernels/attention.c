@@ -1,13 +1,20 @@
 /* attention.c - kn_attention: causal, GQA, optionally windowed and
  * soft-capped attention of a few query tokens over one sequence's paged KV.
  *
- * Each (query token, head) is one work unit, dealt round-robin over the
- * pool (later tokens attend to more positions, so round-robin balances
- * better than contiguous ranges). A unit streams its positions in chunks
- * of at most CHUNK that never cross a KV block: scores for the chunk, then
- * an online-softmax update (running max m, running denominator l; the
- * accumulator in the output row is rescaled by exp(m_old - m_new) when
- * the max grows). The only scratch is a fixed array on the worker's stack.
+ * Work unit: (query token, KV head, slice of that KV head's query heads).
+ * The heads of a unit share every K and V row they read: a chunk of rows
+ * is scored and accumulated for all of them while it sits in L1, so a
+ * long context is streamed from memory once per unit rather than once per
+ * query head. Slices exist only for parallelism: a decode step with few
+ * KV heads splits each group so the pool has at least two units per
+ * thread. Units are dealt round-robin (later tokens attend to more
+ * positions, so round-robin balances better than contiguous ranges).
+ *
+ * A unit streams its positions in chunks of at most CHUNK that never cross
+ * a KV block: scores for the chunk, then an online-softmax update per head
+ * (running max m, running denominator l; the accumulator in the output row
+ * is rescaled by exp(m_old - m_new) when the max grows). The only scratch
+ * is fixed arrays on the worker's stack.
  *
  * Thread: the ctx owner; units write disjoint output rows.
  */
@@ -15,7 +22,11 @@
 
 #include <math.h>
 
-enum { CHUNK = 64, MAX_KV_GROUPS = 64 };
+enum {
+    CHUNK = 64,         /* positions per scoring pass */
+    MAX_KV_GROUPS = 64, /* head_dim / KN_KV_GROUP for the affine formats */
+    MAX_PASS_HEADS = 8, /* query heads sharing one pass over the rows */
+};
 
 typedef struct at_job {
     const kn_ops *ops;
@@ -24,90 +35,118 @@ typedef struct at_job {
     const int32_t *q_pos;
     size_t n_q;
     int32_t n_heads;
+    int32_t group;  /* query heads per KV head */
+    int32_t slices; /* units per (token, KV head) */
     float scale;
     int32_t window;
     float softcap;
     float *out;
 } at_job;
 
-typedef struct at_state {
-    float m, l;  /* running max and denominator */
-    float *acc;  /* the output row, v_head_dim floats */
-} at_state;
+/* One query head's running state. */
+typedef struct at_head {
+    const float *q;             /* head_dim floats */
+    float qgsum[MAX_KV_GROUPS]; /* sums of q per KV group (affine formats) */
+    float m, l;                 /* running max and denominator */
+    float *acc;                 /* the output row, v_head_dim floats */
+} at_head;
 
-/* Scores one chunk of n positions starting at pos0 (all in one block),
- * folds them into st. */
-static void attend_chunk(const at_job *j, const float *qh, const float *qgsum, int32_t kvh,
-                         int32_t pos0, int32_t n, at_state *st)
+/* Folds one chunk of scores (already softcapped) into head h's state and
+ * accumulates the chunk's V rows. */
+static void fold_chunk(const at_job *j, at_head *h, float *sc, size_t n, const uint8_t *vrows,
+                       size_t vstride)
 {
     const kn_kv_view *kv = j->kv;
-    size_t hd = (size_t)kv->head_dim, vd = (size_t)kv->v_head_dim;
+    size_t vd = (size_t)kv->v_head_dim;
+    float cmax = -INFINITY;
+    for (size_t i = 0; i < n; i++) cmax = sc[i] > cmax ? sc[i] : cmax;
+    if (cmax > h->m) {
+        if (h->l > 0) {
+            float r = expf(h->m - cmax);
+            h->l *= r;
+            j->ops->scale(h->acc, r, vd);
+        }
+        h->m = cmax;
+    }
+    h->l += j->ops->exp_sum(sc, n, h->m);
+    j->ops->kv_accum[kv->dtype](h->acc, sc, vrows, vstride, n, vd);
+}
+
+/* n positions from pos0 (one block) for heads[0..nh). */
+static void attend_chunk(const at_job *j, at_head *heads, int32_t nh, int32_t kvh, int32_t pos0,
+                         size_t n)
+{
+    const kn_kv_view *kv = j->kv;
     size_t kstride = (size_t)kv->n_kv_heads * kv->k_row_bytes;
     size_t vstride = (size_t)kv->n_kv_heads * kv->v_row_bytes;
-    kn_kv_dot_fn dot = j->ops->kv_dot[kv->dtype];
-    kn_kv_axpy_fn axpy = j->ops->kv_axpy[kv->dtype];
+    const uint8_t *krows = kn_kv_row_ptr(kv, pos0, kvh, false);
+    const uint8_t *vrows = kn_kv_row_ptr(kv, pos0, kvh, true);
     float sc[CHUNK];
-    const uint8_t *krow = kn_kv_row_ptr(kv, pos0, kvh, false);
-    float cmax = -INFINITY;
-    for (int32_t i = 0; i < n; i++, krow += kstride) {
-        float s = dot(qh, qgsum, krow, hd) * j->scale;
-        if (j->softcap > 0) s = j->softcap * tanhf(s / j->softcap);
-        sc[i] = s;
-        cmax = s > cmax ? s : cmax;
-    }
-    if (cmax > st->m) {
-        if (st->l > 0) {
-            float r = expf(st->m - cmax);
-            st->l *= r;
-            j->ops->scale(st->acc, r, vd);
-        }
-        st->m = cmax;
-    }
-    const uint8_t *vrow = kn_kv_row_ptr(kv, pos0, kvh, true);
-    for (int32_t i = 0; i < n; i++, vrow += vstride) {
-        float e = expf(sc[i] - st->m);
-        st->l += e;
-        axpy(st->acc, e, vrow, vd);
+    for (int32_t i = 0; i < nh; i++) {
+        at_head *h = &heads[i];
+        j->ops->kv_scores[kv->dtype](h->q, h->qgsum, j->scale, krows, kstride, n,
+                                     (size_t)kv->head_dim, sc);
+        if (j->softcap > 0)
+            for (size_t k = 0; k < n; k++) sc[k] = j->softcap * tanhf(sc[k] / j->softcap);
+        fold_chunk(j, h, sc, n, vrows, vstride);
     }
 }
 
-static void attend_one(const at_job *j, size_t t, int32_t h)
+static void head_init(const at_job *j, size_t t, int32_t hq, at_head *h)
 {
     const kn_kv_view *kv = j->kv;
     size_t hd = (size_t)kv->head_dim, vd = (size_t)kv->v_head_dim;
-    int32_t kvh = h / (j->n_heads / kv->n_kv_heads);
-    const float *qh = j->q + (t * (size_t)j->n_heads + (size_t)h) * hd;
-    at_state st = {.m = -INFINITY, .l = 0, .acc = j->out + (t * (size_t)j->n_heads + (size_t)h) * vd};
-    for (size_t i = 0; i < vd; i++) st.acc[i] = 0;
-
-    float qgsum[MAX_KV_GROUPS];
+    size_t row = t * (size_t)j->n_heads + (size_t)hq;
+    h->q = j->q + row * hd;
+    h->m = -INFINITY;
+    h->l = 0;
+    h->acc = j->out + row * vd;
+    for (size_t i = 0; i < vd; i++) h->acc[i] = 0;
     size_t ng = hd / KN_KV_GROUP;
     for (size_t g = 0; g < ng && g < MAX_KV_GROUPS; g++) {
         float s = 0;
-        for (size_t c = 0; c < KN_KV_GROUP; c++) s += qh[g * KN_KV_GROUP + c];
-        qgsum[g] = s;
+        for (size_t c = 0; c < KN_KV_GROUP; c++) s += h->q[g * KN_KV_GROUP + c];
+        h->qgsum[g] = s;
     }
+}
 
+/* Query heads [h0, h1) of token t, all reading KV head kvh. */
+static void attend_heads(const at_job *j, size_t t, int32_t kvh, int32_t h0, int32_t h1)
+{
+    const kn_kv_view *kv = j->kv;
+    at_head heads[MAX_PASS_HEADS];
     int32_t p = j->q_pos[t];
     int32_t lo = j->window > 0 && p - j->window + 1 > 0 ? p - j->window + 1 : 0;
     int32_t bt = kv->block_tokens;
-    for (int32_t pos = lo; pos <= p;) {
-        int32_t in_block = bt - pos % bt, left = p + 1 - pos;
-        int32_t n = in_block < left ? in_block : left;
-        n = n < CHUNK ? n : CHUNK;
-        attend_chunk(j, qh, qgsum, kvh, pos, n, &st);
-        pos += n;
+    for (int32_t a = h0; a < h1; a += MAX_PASS_HEADS) {
+        int32_t nh = h1 - a < MAX_PASS_HEADS ? h1 - a : MAX_PASS_HEADS;
+        for (int32_t i = 0; i < nh; i++) head_init(j, t, a + i, &heads[i]);
+        for (int32_t pos = lo; pos <= p;) {
+            int32_t in_block = bt - pos % bt, left = p + 1 - pos;
+            int32_t n = in_block < left ? in_block : left;
+            n = n < CHUNK ? n : CHUNK;
+            attend_chunk(j, heads, nh, kvh, pos, (size_t)n);
+            pos += n;
+        }
+        for (int32_t i = 0; i < nh; i++)
+            j->ops->scale(heads[i].acc, heads[i].l > 0 ? 1.0f / heads[i].l : 0.0f,
+                          (size_t)kv->v_head_dim);
     }
-    float inv = st.l > 0 ? 1.0f / st.l : 0.0f;
-    j->ops->scale(st.acc, inv, vd);
 }
 
 static void attend_units(void *p, int ith, int nth)
 {
     const at_job *j = p;
-    size_t units = j->n_q * (size_t)j->n_heads;
-    for (size_t u = (size_t)ith; u < units; u += (size_t)nth)
-        attend_one(j, u / (size_t)j->n_heads, (int32_t)(u % (size_t)j->n_heads));
+    size_t per_token = (size_t)j->kv->n_kv_heads * (size_t)j->slices;
+    size_t units = j->n_q * per_token;
+    for (size_t u = (size_t)ith; u < units; u += (size_t)nth) {
+        size_t t = u / per_token, rest = u % per_token;
+        int32_t kvh = (int32_t)(rest / (size_t)j->slices);
+        size_t lo, hi;
+        tp_split((size_t)j->group, 1, (int)(rest % (size_t)j->slices), j->slices, &lo, &hi);
+        int32_t base = kvh * j->group;
+        if (lo < hi) attend_heads(j, t, kvh, base + (int32_t)lo, base + (int32_t)hi);
+    }
 }
 
 void kn_attention(kn_ctx *kc, const kn_kv_view *kv, const float *q, const int32_t *q_pos,
@@ -121,9 +160,13 @@ void kn_attention(kn_ctx *kc, const kn_kv_view *kv, const float *q, const int32_
         SEM_ASSERT(kv->head_dim % KN_KV_GROUP == 0 && kv->v_head_dim % KN_KV_GROUP == 0);
         SEM_ASSERT(kv->head_dim / KN_KV_GROUP <= MAX_KV_GROUPS);
     }
+    int32_t group = n_heads / kv->n_kv_heads, slices = 1;
+    size_t want = 2 * (size_t)tp_n_threads(kc->pool);
+    while (slices < group && n_q * (size_t)kv->n_kv_heads * (size_t)slices < want) slices++;
     at_job j = {
         .ops = kc->ops, .kv = kv, .q = q, .q_pos = q_pos, .n_q = n_q, .n_heads = n_heads,
-        .scale = scale, .window = window, .softcap = softcap, .out = out,
+        .group = group, .slices = slices, .scale = scale, .window = window, .softcap = softcap,
+        .out = out,
     };
     tp_run(kc->pool, attend_units, &j);
 }

@@ -53,11 +53,17 @@ typedef void (*kn_mm_fn)(const kn_weight *w, size_t r0, size_t r1, const float *
 /* Quantizes one activation row of cols elements (cols % 32 == 0) for
  * token slot t of qx. */
 typedef void (*kn_quant_fn)(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout);
-/* q . row over dim elements of a KV row; qgsum[g] = sum of q over KV group
- * g (used by the affine formats). */
-typedef float (*kn_kv_dot_fn)(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
-/* acc[i] += p * row[i] over dim elements of a KV row. */
-typedef void (*kn_kv_axpy_fn)(float *acc, float p, const uint8_t *row, size_t dim);
+/* out[i] = scale * (q . row_i), row_i = rows + i * stride, for i < n
+ * stored KV rows of dim elements; qgsum[g] = sum of q over KV group g
+ * (used by the affine formats). */
+typedef void (*kn_kv_scores_fn)(const float *q, const float *qgsum, float scale,
+                                const uint8_t *rows, size_t stride, size_t n, size_t dim,
+                                float *out);
+/* acc[c] += sum_i p[i] * row_i[c] for c < dim, i < n. */
+typedef void (*kn_kv_accum_fn)(float *acc, const float *p, const uint8_t *rows, size_t stride,
+                               size_t n, size_t dim);
+/* s[i] = exp(s[i] - m) for i < n; returns the sum. */
+typedef float (*kn_exp_sum_fn)(float *s, size_t n, float m);
 /* acc[i] *= s */
 typedef void (*kn_scale_fn)(float *acc, float s, size_t n);
 
@@ -70,8 +76,9 @@ typedef struct kn_ops {
     kn_quant_fn quantize;         /* NULL when !uses_qx */
     kn_qx_layout q4_layout;       /* what the Q4 kernel reads */
     kn_mm_fn mm[KN_N_DTYPES];     /* indexed by kn_dtype */
-    kn_kv_dot_fn kv_dot[KN_N_KV_DTYPES];   /* indexed by kn_kv_dtype */
-    kn_kv_axpy_fn kv_axpy[KN_N_KV_DTYPES];
+    kn_kv_scores_fn kv_scores[KN_N_KV_DTYPES]; /* indexed by kn_kv_dtype */
+    kn_kv_accum_fn kv_accum[KN_N_KV_DTYPES];
+    kn_exp_sum_fn exp_sum;
     kn_scale_fn scale;
 } kn_ops;
 
@@ -132,19 +139,25 @@ static inline size_t kn_kv_data_bytes(kn_kv_dtype t, size_t dim)
 }
 
 
-/* Reference KV row kernels (ref/kv_ref.c); SIMD tables reuse them for
- * formats they do not accelerate. */
-float kn_ref_kv_dot_f32(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
-float kn_ref_kv_dot_f16(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
-float kn_ref_kv_dot_bf16(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
-float kn_ref_kv_dot_q8(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
-float kn_ref_kv_dot_q4(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
-void kn_ref_kv_axpy_f32(float *acc, float p, const uint8_t *row, size_t dim);
-void kn_ref_kv_axpy_f16(float *acc, float p, const uint8_t *row, size_t dim);
-void kn_ref_kv_axpy_bf16(float *acc, float p, const uint8_t *row, size_t dim);
-void kn_ref_kv_axpy_q8(float *acc, float p, const uint8_t *row, size_t dim);
-void kn_ref_kv_axpy_q4(float *acc, float p, const uint8_t *row, size_t dim);
-void kn_ref_scale(float *acc, float s, size_t n);
+/* Attention row kernels, declared per format. */
+#define KN_KV_DECL(pfx, fmt)                                                                  \
+    void pfx##_kv_scores_##fmt(const float *q, const float *qgsum, float scale,               \
+                               const uint8_t *rows, size_t stride, size_t n, size_t dim,      \
+                               float *out);                                                   \
+    void pfx##_kv_accum_##fmt(float *acc, const float *p, const uint8_t *rows, size_t stride, \
+                              size_t n, size_t dim)
+#define KN_KV_DECL_ALL(pfx)                                                                   \
+    KN_KV_DECL(pfx, f32);                                                                     \
+    KN_KV_DECL(pfx, f16);                                                                     \
+    KN_KV_DECL(pfx, bf16);                                                                    \
+    KN_KV_DECL(pfx, q8);                                                                      \
+    KN_KV_DECL(pfx, q4);                                                                      \
+    float pfx##_exp_sum(float *s, size_t n, float m);                                         \
+    void pfx##_scale(float *acc, float s, size_t n)
+
+/* Reference row kernels (ref/kv_ref.c). */
+KN_KV_DECL_ALL(kn_ref);
+
 
 /* Start of the row (token pos, kv head h) of K (or V) in a paged view. */
 const uint8_t *kn_kv_row_ptr(const kn_kv_view *kv, int32_t pos, int32_t h, bool is_v);
@@ -160,17 +173,7 @@ KN_MM_DECL(kn_avx2_mm_q8);
 KN_MM_DECL(kn_avx2_mm_f32);
 KN_MM_DECL(kn_avx2_mm_f16);
 KN_MM_DECL(kn_avx2_mm_bf16);
-float kn_avx2_kv_dot_f32(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
-float kn_avx2_kv_dot_f16(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
-float kn_avx2_kv_dot_bf16(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
-float kn_avx2_kv_dot_q8(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
-float kn_avx2_kv_dot_q4(const float *q, const float *qgsum, const uint8_t *row, size_t dim);
-void kn_avx2_kv_axpy_f32(float *acc, float p, const uint8_t *row, size_t dim);
-void kn_avx2_kv_axpy_f16(float *acc, float p, const uint8_t *row, size_t dim);
-void kn_avx2_kv_axpy_bf16(float *acc, float p, const uint8_t *row, size_t dim);
-void kn_avx2_kv_axpy_q8(float *acc, float p, const uint8_t *row, size_t dim);
-void kn_avx2_kv_axpy_q4(float *acc, float p, const uint8_t *row, size_t dim);
-void kn_avx2_scale(float *acc, float s, size_t n);
+KN_KV_DECL_ALL(kn_avx2);
 
 /* AVX-512 kernels (x86 files named _avx512.c; call only when the CPU has
  * AVX512F/BW/VL and VNNI). */

@@ -11,11 +11,23 @@
  * Usage: bench_kernels [seconds_per_case]
  *        bench_kernels secs q4|q8|f16 rows cols [threads [n_tokens]]
  *        bench_kernels secs model
+ *        bench_kernels secs attn [n_ctx]
  */
 #include "kn_test.h"
 
 #include <immintrin.h>
 #include <time.h>
+
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Clock of a measurement: thread CPU time for one thread (robust to
+ * preemption on a shared host), wall time otherwise. */
+static double (*g_now)(void) = clk_now_s;
 
 typedef struct rd_job {
     const uint8_t *p;
@@ -44,7 +56,7 @@ __attribute__((target("avx2"))) static void read_part(void *ctx, int ith, int nt
 static double bench_read(tp_pool *pool, uint8_t *arena, size_t bytes, size_t copies, double secs)
 {
     size_t stride = (bytes + 4095) & ~(size_t)4095;
-    double t0 = clk_now_s(), t;
+    double t0 = g_now(), t;
     size_t calls = 0;
     rd_job j = {0};
     do {
@@ -52,7 +64,7 @@ static double bench_read(tp_pool *pool, uint8_t *arena, size_t bytes, size_t cop
         j.n = bytes & ~(size_t)127;
         tp_run(pool, read_part, &j);
         calls++;
-    } while ((t = clk_now_s() - t0) < secs);
+    } while ((t = g_now() - t0) < secs);
     return (double)calls * (double)bytes / t / 1e9;
 }
 
@@ -95,12 +107,12 @@ static double bench_mm_n(kn_ctx *kc, mat *m, size_t copies, double secs, size_t 
     float *x = calloc(cols * n_tokens, 4), *y = calloc(rows * n_tokens, 4);
     kt_rng r = {3};
     kt_fill(&r, x, cols * n_tokens, 1.0f);
-    double t0 = clk_now_s(), t;
+    double t0 = g_now(), t;
     size_t calls = 0;
     do {
         kn_matmul(kc, &m->w[calls % copies], x, cols, y, rows, n_tokens);
         calls++;
-    } while ((t = clk_now_s() - t0) < secs);
+    } while ((t = g_now() - t0) < secs);
     free(x);
     free(y);
     if (n_tokens > 1) return (double)calls * (double)(rows * cols * n_tokens) / t / 1e9;
@@ -129,12 +141,6 @@ static double best_read(tp_pool *pool, uint8_t *arena, size_t bytes, size_t copi
     return best;
 }
 
-static double thread_cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* SmolLM2-135M-shaped decode: 30 layers of q, k, v, o, gate, up, down
  * plus the tied lm_head, all Q4 g64 in distinct memory, one token at a
@@ -195,6 +201,54 @@ static void bench_model(tp_pool *pool, double secs)
     sem_free_aligned(arena);
 }
 
+/* Decode attention of one token over n_ctx positions, SmolLM2 heads
+ * (9 query heads, 3 KV heads, head_dim 64), per KV format: microseconds
+ * per layer and GB/s of KV bytes read. */
+static void bench_attn(tp_pool *pool, size_t n_ctx, double secs)
+{
+    kn_kv_dtype dts[] = {KN_KV_F16, KN_KV_BF16, KN_KV_Q8, KN_KV_Q4, KN_KV_F32};
+    for (int di = 0; di < 5; di++) {
+        kn_kv_view v = {.dtype = dts[di], .n_kv_heads = 3, .head_dim = 64, .v_head_dim = 64,
+                        .block_tokens = 16};
+        v.k_row_bytes = v.v_row_bytes = kn_kv_row_bytes(v.dtype, 64);
+        size_t nb = n_ctx / 16 + 1;
+        v.block_stride = 16 * 3 * 2 * v.k_row_bytes;
+        v.k_offset = 0;
+        v.v_offset = 16 * 3 * v.k_row_bytes;
+        uint8_t *arena = sem_alloc_aligned(nb * v.block_stride);
+        int32_t *ids = calloc(nb, sizeof *ids);
+        for (size_t i = 0; i < nb; i++) ids[i] = (int32_t)((i * 7) % nb);
+        v.base = arena;
+        v.block_ids = ids;
+        kt_rng r = {1};
+        float k[192], vv[192], q[576], out[576];
+        for (size_t p = 0; p < n_ctx; p++) {
+            kt_fill(&r, k, 192, 1.0f);
+            kt_fill(&r, vv, 192, 1.0f);
+            kn_kv_store(&v, (int32_t)p, k, vv);
+        }
+        kt_fill(&r, q, 576, 1.0f);
+        int32_t pos = (int32_t)n_ctx - 1;
+        const kn_ops *tabs[2] = {kn_ops_ref(), kn_ops_avx2()};
+        for (int ti = 0; ti < 2; ti++) {
+            kn_ctx *kc = kt_ctx(tabs[ti], pool, 1, 64);
+            double t0 = g_now(), t;
+            size_t calls = 0;
+            do {
+                kn_attention(kc, &v, q, &pos, 1, 9, 0.125f, 0, 0, out);
+                calls++;
+            } while ((t = g_now() - t0) < secs);
+            double per = t / (double)calls;
+            printf("attention decode kv=%-4s ctx=%zu thr=%d %-4s: %8.1f us/layer (%.2f GB/s of KV)\n",
+                   kn_kv_dtype_name(dts[di]), n_ctx, tp_n_threads(pool), tabs[ti]->isa, per * 1e6,
+                   (double)(n_ctx * 2 * 3 * v.k_row_bytes) / per / 1e9);
+            kn_ctx_destroy(kc);
+        }
+        sem_free_aligned(arena);
+        free(ids);
+    }
+}
+
 int main(int argc, char **argv)
 {
     double secs = argc > 1 ? atof(argv[1]) : 0.5;
@@ -202,6 +256,11 @@ int main(int argc, char **argv)
     tp_pool *pools[3] = {NULL, NULL, NULL};
     tp_create(1, &pools[1], &err);
     tp_create(2, &pools[2], &err);
+    if (argc > 2 && !strcmp(argv[2], "attn")) {
+        g_now = thread_cpu_s;
+        bench_attn(pools[1], argc > 3 ? (size_t)atol(argv[3]) : 4096, secs);
+        return 0;
+    }
     if (argc > 2 && !strcmp(argv[2], "model")) {
         bench_model(pools[1], secs);
         bench_model(pools[2], secs);
@@ -250,6 +309,7 @@ int main(int argc, char **argv)
             make_mat(m, dts[d], rows, cols, copies);
             size_t stride = (m->bytes + 4095) & ~(size_t)4095;
             for (int nt = 1; nt <= 2; nt++) {
+                g_now = nt == 1 ? thread_cpu_s : clk_now_s;
                 double rd_hot = best_read(pools[nt], m->arena, m->bytes, 1, secs);
                 double rd_cold = best_read(pools[nt], m->arena, m->bytes, copies, secs);
                 (void)stride;
@@ -259,9 +319,10 @@ int main(int argc, char **argv)
                     kn_ctx *kc = kt_ctx(tables[ti], pools[nt], 1, cols);
                     double hot = bench_mm(kc, m, 1, secs);
                     double cold = bench_mm(kc, m, copies, secs);
-                    printf("%-4s %5zux%-5zu %-4s thr=%d  hot %6.2f GB/s (read %6.2f, %4.0f%%)  "
+                    printf("%-4s %5zux%-5zu %-4s thr=%d %s hot %6.2f GB/s (read %6.2f, %4.0f%%)  "
                            "cold %6.2f GB/s (read %6.2f, %4.0f%%)\n",
-                           kn_dtype_name(dts[d]), rows, cols, tables[ti]->isa, nt, hot, rd_hot,
+                           kn_dtype_name(dts[d]), rows, cols, tables[ti]->isa, nt,
+                           nt == 1 ? "cpu " : "wall", hot, rd_hot,
                            100 * hot / rd_hot, cold, rd_cold, 100 * cold / rd_cold);
                     fflush(stdout);
                     kn_ctx_destroy(kc);

@@ -15,7 +15,8 @@
  *      propagates as |d out| <= max|dV| + 2 max|ds| V with |ds| <= scale *
  *      sum_i |q_i| |dk_i| measured from the stored rows (first order; 10%
  *      slack for the second-order terms) plus TOL_ARITH.
- * Cases cover MHA, GQA and MQA, head_dim != v_head_dim, windows, softcap,
+ * Cases cover MHA, GQA and MQA (also more query heads per KV head than one
+ * pass takes), head_dim != v_head_dim, windows, softcap,
  * prefill chunks (several query tokens) and decode, 1 and 2 threads, and
  * every SIMD table the CPU supports.
  */
@@ -290,7 +291,8 @@ static void run_all(const kn_ops *ops, tp_pool *pool)
             {dts[d], 8, 1, 64, 128, 32, 100, 3, 17, 0, 1.0f},   /* MQA, window */
             {dts[d], 4, 2, 64, 64, 5, 64, 9, 0, 5.0f, 8.0f},    /* softcap, odd blocks */
             {dts[d], 2, 1, 192, 192, 16, 1, 1, 1, 0, 1.0f},     /* one position */
-            {dts[d], 6, 3, 64, 64, 16, 300, 2, 40, 30.0f, 4.0f} /* window + softcap */
+            {dts[d], 6, 3, 64, 64, 16, 300, 2, 40, 30.0f, 4.0f}, /* window + softcap */
+            {dts[d], 20, 1, 64, 64, 16, 50, 4, 0, 0, 1.0f},      /* 20 heads share a KV head */
         };
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(ops, pool, &cases[i], &r);
         if (dts[d] == KN_KV_Q8 || dts[d] == KN_KV_Q4) continue;

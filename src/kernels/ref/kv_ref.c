@@ -183,23 +183,32 @@ static void axpy_ref(kn_kv_dtype t, float *acc, float p, const uint8_t *row, siz
     for (size_t c = 0; c < dim; c++) acc[c] += p * kv_at(t, row, dim, c);
 }
 
-#define KV_REF_PAIR(name, T)                                                                  \
-    float kn_ref_kv_dot_##name(const float *q, const float *qgsum, const uint8_t *row,        \
-                               size_t dim)                                                    \
-    {                                                                                         \
-        (void)qgsum;                                                                          \
-        return dot_ref(T, q, row, dim);                                                       \
-    }                                                                                         \
-    void kn_ref_kv_axpy_##name(float *acc, float p, const uint8_t *row, size_t dim)           \
-    {                                                                                         \
-        axpy_ref(T, acc, p, row, dim);                                                        \
+#define KV_REF_FMT(name, T)                                                                    \
+    void kn_ref_kv_scores_##name(const float *q, const float *qgsum, float scale,              \
+                                 const uint8_t *rows, size_t stride, size_t n, size_t dim,     \
+                                 float *out)                                                   \
+    {                                                                                          \
+        (void)qgsum;                                                                           \
+        for (size_t i = 0; i < n; i++) out[i] = dot_ref(T, q, rows + i * stride, dim) * scale; \
+    }                                                                                          \
+    void kn_ref_kv_accum_##name(float *acc, const float *p, const uint8_t *rows, size_t stride,\
+                                size_t n, size_t dim)                                          \
+    {                                                                                          \
+        for (size_t i = 0; i < n; i++) axpy_ref(T, acc, p[i], rows + i * stride, dim);         \
     }
 
-KV_REF_PAIR(f32, KN_KV_F32)
-KV_REF_PAIR(f16, KN_KV_F16)
-KV_REF_PAIR(bf16, KN_KV_BF16)
-KV_REF_PAIR(q8, KN_KV_Q8)
-KV_REF_PAIR(q4, KN_KV_Q4)
+KV_REF_FMT(f32, KN_KV_F32)
+KV_REF_FMT(f16, KN_KV_F16)
+KV_REF_FMT(bf16, KN_KV_BF16)
+KV_REF_FMT(q8, KN_KV_Q8)
+KV_REF_FMT(q4, KN_KV_Q4)
+
+float kn_ref_exp_sum(float *s, size_t n, float m)
+{
+    float sum = 0;
+    for (size_t i = 0; i < n; i++) sum += (s[i] = expf(s[i] - m));
+    return sum;
+}
 
 void kn_ref_scale(float *acc, float s, size_t n)
 {

@@ -1,12 +1,16 @@
-/* kv_avx2.c - AVX2+FMA+F16C row kernels of attention: q . k and
- * acc += p * v read straight from a stored KV row in each format, and the
- * accumulator rescale. Affine rows (Q8/Q4, group KN_KV_GROUP) use
+/* kv_avx2.c - AVX2+FMA+F16C row kernels of attention, over a chunk of
+ * stored KV rows at a time: scores (scale * q . k, four rows per pass with
+ * one horizontal reduction for all four), the weighted sum of V rows (the
+ * accumulator slice stays in registers across the chunk), a vector exp,
+ * and the rescale. Affine rows (Q8/Q4, group KN_KV_GROUP) use
  *   q . k = sum_g s_g * (q_g . qk_g) + b_g * sum(q_g)
  * with sum(q_g) precomputed once per query head (qgsum).
  *
  * Thread: any (pure functions of their arguments).
  */
 #include "kernels/x86/avx2_util.h"
+
+#include <math.h>
 
 #define KN_INLINE static inline __attribute__((always_inline))
 
@@ -38,42 +42,93 @@ KN_INLINE float dot_float(kn_kv_dtype t, const float *q, const uint8_t *row, siz
     return s;
 }
 
-KN_INLINE void axpy_float(kn_kv_dtype t, float *acc, float p, const uint8_t *row, size_t dim)
+/* Four rows' dot products with q, reduced together: [r0, r1, r2, r3]. */
+KN_INLINE __m128 dot4_float(kn_kv_dtype t, const float *q, const uint8_t *r0, size_t stride,
+                            size_t dim)
 {
-    __m256 pv = _mm256_set1_ps(p);
+    const uint8_t *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     size_t c = 0;
-    for (; c + 8 <= dim; c += 8)
-        _mm256_storeu_ps(acc + c, _mm256_fmadd_ps(pv, ld_row8(t, row, c), _mm256_loadu_ps(acc + c)));
-    for (; c < dim; c++) acc[c] += p * at_scalar(t, row, c);
+    for (; c + 8 <= dim; c += 8) {
+        __m256 qv = _mm256_loadu_ps(q + c);
+        a0 = _mm256_fmadd_ps(qv, ld_row8(t, r0, c), a0);
+        a1 = _mm256_fmadd_ps(qv, ld_row8(t, r1, c), a1);
+        a2 = _mm256_fmadd_ps(qv, ld_row8(t, r2, c), a2);
+        a3 = _mm256_fmadd_ps(qv, ld_row8(t, r3, c), a3);
+    }
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    if (c < dim) {
+        float t4[4] = {0, 0, 0, 0};
+        for (; c < dim; c++) {
+            t4[0] += q[c] * at_scalar(t, r0, c);
+            t4[1] += q[c] * at_scalar(t, r1, c);
+            t4[2] += q[c] * at_scalar(t, r2, c);
+            t4[3] += q[c] * at_scalar(t, r3, c);
+        }
+        s = _mm_add_ps(s, _mm_loadu_ps(t4));
+    }
+    return s;
 }
 
-float kn_avx2_kv_dot_f32(const float *q, const float *qgsum, const uint8_t *row, size_t dim)
+KN_INLINE void scores_float(kn_kv_dtype t, const float *q, float scale, const uint8_t *rows,
+                            size_t stride, size_t n, size_t dim, float *out)
 {
-    (void)qgsum;
-    return dot_float(KN_KV_F32, q, row, dim);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        _mm_storeu_ps(out + i, _mm_mul_ps(dot4_float(t, q, rows + i * stride, stride, dim),
+                                          _mm_set1_ps(scale)));
+    for (; i < n; i++) out[i] = dot_float(t, q, rows + i * stride, dim) * scale;
 }
-float kn_avx2_kv_dot_f16(const float *q, const float *qgsum, const uint8_t *row, size_t dim)
+
+/* acc += sum_i p[i] * row_i, one 32-float slice of acc at a time held in
+ * registers over all n rows. */
+KN_INLINE void accum_float(kn_kv_dtype t, float *acc, const float *p, const uint8_t *rows,
+                           size_t stride, size_t n, size_t dim)
 {
-    (void)qgsum;
-    return dot_float(KN_KV_F16, q, row, dim);
+    size_t c = 0;
+    for (; c + 32 <= dim; c += 32) {
+        __m256 a0 = _mm256_loadu_ps(acc + c), a1 = _mm256_loadu_ps(acc + c + 8);
+        __m256 a2 = _mm256_loadu_ps(acc + c + 16), a3 = _mm256_loadu_ps(acc + c + 24);
+        const uint8_t *row = rows;
+        for (size_t i = 0; i < n; i++, row += stride) {
+            __m256 pv = _mm256_broadcast_ss(p + i);
+            a0 = _mm256_fmadd_ps(pv, ld_row8(t, row, c), a0);
+            a1 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 8), a1);
+            a2 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 16), a2);
+            a3 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 24), a3);
+        }
+        _mm256_storeu_ps(acc + c, a0);
+        _mm256_storeu_ps(acc + c + 8, a1);
+        _mm256_storeu_ps(acc + c + 16, a2);
+        _mm256_storeu_ps(acc + c + 24, a3);
+    }
+    for (; c + 8 <= dim; c += 8) {
+        __m256 a = _mm256_loadu_ps(acc + c);
+        for (size_t i = 0; i < n; i++) a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + i), ld_row8(t, rows + i * stride, c), a);
+        _mm256_storeu_ps(acc + c, a);
+    }
+    for (; c < dim; c++)
+        for (size_t i = 0; i < n; i++) acc[c] += p[i] * at_scalar(t, rows + i * stride, c);
 }
-float kn_avx2_kv_dot_bf16(const float *q, const float *qgsum, const uint8_t *row, size_t dim)
-{
-    (void)qgsum;
-    return dot_float(KN_KV_BF16, q, row, dim);
-}
-void kn_avx2_kv_axpy_f32(float *acc, float p, const uint8_t *row, size_t dim)
-{
-    axpy_float(KN_KV_F32, acc, p, row, dim);
-}
-void kn_avx2_kv_axpy_f16(float *acc, float p, const uint8_t *row, size_t dim)
-{
-    axpy_float(KN_KV_F16, acc, p, row, dim);
-}
-void kn_avx2_kv_axpy_bf16(float *acc, float p, const uint8_t *row, size_t dim)
-{
-    axpy_float(KN_KV_BF16, acc, p, row, dim);
-}
+
+#define KV_FLOAT_FMT(name, T)                                                                  \
+    void kn_avx2_kv_scores_##name(const float *q, const float *qgsum, float scale,             \
+                                  const uint8_t *rows, size_t stride, size_t n, size_t dim,    \
+                                  float *out)                                                  \
+    {                                                                                          \
+        (void)qgsum;                                                                           \
+        scores_float(T, q, scale, rows, stride, n, dim, out);                                  \
+    }                                                                                          \
+    void kn_avx2_kv_accum_##name(float *acc, const float *p, const uint8_t *rows,              \
+                                 size_t stride, size_t n, size_t dim)                          \
+    {                                                                                          \
+        accum_float(T, acc, p, rows, stride, n, dim);                                          \
+    }
+
+KV_FLOAT_FMT(f32, KN_KV_F32)
+KV_FLOAT_FMT(f16, KN_KV_F16)
+KV_FLOAT_FMT(bf16, KN_KV_BF16)
 
 /* ---- affine rows ----------------------------------------------------------- */
 
@@ -132,21 +187,60 @@ KN_INLINE void axpy_affine(bool q4, float *acc, float p, const uint8_t *row, siz
     }
 }
 
-float kn_avx2_kv_dot_q8(const float *q, const float *qgsum, const uint8_t *row, size_t dim)
+#define KV_AFFINE_FMT(name, Q4)                                                                \
+    void kn_avx2_kv_scores_##name(const float *q, const float *qgsum, float scale,             \
+                                  const uint8_t *rows, size_t stride, size_t n, size_t dim,    \
+                                  float *out)                                                  \
+    {                                                                                          \
+        for (size_t i = 0; i < n; i++) out[i] = dot_affine(Q4, q, qgsum, rows + i * stride, dim) * scale; \
+    }                                                                                          \
+    void kn_avx2_kv_accum_##name(float *acc, const float *p, const uint8_t *rows,              \
+                                 size_t stride, size_t n, size_t dim)                          \
+    {                                                                                          \
+        for (size_t i = 0; i < n; i++) axpy_affine(Q4, acc, p[i], rows + i * stride, dim);     \
+    }
+
+KV_AFFINE_FMT(q8, false)
+KV_AFFINE_FMT(q4, true)
+
+/* ---- exp ------------------------------------------------------------------------ */
+
+/* e^x for x in [-87.3, 88.3] (clamped outside: the callers pass x <= 0,
+ * where e^-87.3 ~ 1e-38 is as good as 0 beside a sum >= 1): 2^n * e^r with
+ * n = round(x / ln2), r = x - n ln2 (two-part ln2), |r| <= ln2/2, e^r by
+ * its degree-7 Taylor polynomial (truncation < 2^-27 relative). About
+ * 2 ulp. */
+KN_INLINE __m256 exp256(__m256 x)
 {
-    return dot_affine(false, q, qgsum, row, dim);
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
-float kn_avx2_kv_dot_q4(const float *q, const float *qgsum, const uint8_t *row, size_t dim)
+
+float kn_avx2_exp_sum(float *s, size_t n, float m)
 {
-    return dot_affine(true, q, qgsum, row, dim);
-}
-void kn_avx2_kv_axpy_q8(float *acc, float p, const uint8_t *row, size_t dim)
-{
-    axpy_affine(false, acc, p, row, dim);
-}
-void kn_avx2_kv_axpy_q4(float *acc, float p, const uint8_t *row, size_t dim)
-{
-    axpy_affine(true, acc, p, row, dim);
+    __m256 mv = _mm256_set1_ps(m), sum = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), mv));
+        _mm256_storeu_ps(s + i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    float total = kn_hsum256(sum);
+    for (; i < n; i++) total += (s[i] = expf(s[i] - m));
+    return total;
 }
 
 void kn_avx2_scale(float *acc, float s, size_t n)
