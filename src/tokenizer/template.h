@@ -44,8 +44,10 @@ struct json_t;
 #define TPL_MAX_VALUE_DEPTH 128                    /* nesting of lists/dicts (input too) */
 #define TPL_MAX_CONTAINER_ITEMS ((size_t)1 << 22)  /* one list or dict */
 #define TPL_MAX_RANGE_ITEMS ((size_t)1 << 20)      /* one range() */
-#define TPL_DEFAULT_MAX_OUTPUT_BYTES ((size_t)32 << 20) /* rendered text, and any one string */
-#define TPL_DEFAULT_MAX_STEPS ((uint64_t)10000000)      /* node evaluations + copied items (~1 s) */
+#define TPL_DEFAULT_MAX_OUTPUT_BYTES ((size_t)16 << 20) /* rendered text, and any one string */
+/* Work budget: node evaluations + list items + strings made (1 + bytes/64
+ * each). A 1000-message chat takes about 0.1M; 5M is well under a second. */
+#define TPL_DEFAULT_MAX_STEPS ((uint64_t)5000000)
 
 /* ===================================================================== */
 /* tpl_: parse once, render many times                                    */

@@ -348,56 +348,63 @@ static double js_max(double a, double b) { return isnan(a) || isnan(b) ? NAN : (
 static double js_min(double a, double b) { return isnan(a) || isnan(b) ? NAN : (a < b ? a : b); }
 
 /* utils.slice of the reference: Python-like, but `stop` -1 with a negative
- * step means "to the beginning". Fills idx (caller-sized len) and count. */
-static size_t slice_indices(size_t len, tval start, tval stop, tval step, size_t *idx)
+ * step means "to the beginning". The indices are first, first+step, ...
+ * while dir * i < dir * stop. */
+typedef struct slice_it {
+    double i, stop, step, dir, n;
+} slice_it;
+
+static slice_it slice_begin(size_t len, tval start, tval stop, tval step)
 {
-    double n = (double)len, st = step.type == TV_UNDEF ? 1 : step.u.n;
-    double dir = st > 0 ? 1 : st < 0 ? -1 : isnan(st) ? NAN : 0;
-    double a, b;
-    if (dir >= 0) {
-        a = start.type == TV_UNDEF ? 0 : start.u.n;
-        a = a < 0 ? js_max(n + a, 0) : js_min(a, n);
-        b = stop.type == TV_UNDEF ? n : stop.u.n;
-        b = b < 0 ? js_max(n + b, 0) : js_min(b, n);
+    slice_it it = {.n = (double)len, .step = step.type == TV_UNDEF ? 1 : step.u.n};
+    double n = it.n, st = it.step;
+    it.dir = st > 0 ? 1 : st < 0 ? -1 : isnan(st) ? NAN : 0;
+    if (it.dir >= 0) {
+        double a = start.type == TV_UNDEF ? 0 : start.u.n, b = stop.type == TV_UNDEF ? n : stop.u.n;
+        it.i = a < 0 ? js_max(n + a, 0) : js_min(a, n);
+        it.stop = b < 0 ? js_max(n + b, 0) : js_min(b, n);
     } else {
-        a = start.type == TV_UNDEF ? n - 1 : start.u.n;
-        a = a < 0 ? js_max(n + a, -1) : js_min(a, n - 1);
-        b = stop.type == TV_UNDEF ? -1 : stop.u.n;
-        b = b < -1 ? js_max(n + b, -1) : js_min(b, n - 1);
+        double a = start.type == TV_UNDEF ? n - 1 : start.u.n, b = stop.type == TV_UNDEF ? -1 : stop.u.n;
+        it.i = a < 0 ? js_max(n + a, -1) : js_min(a, n - 1);
+        it.stop = b < -1 ? js_max(n + b, -1) : js_min(b, n - 1);
     }
-    size_t k = 0;
-    for (double i = a; dir * i < dir * b && k < len; i += st) {
-        if (!(i >= 0 && i < n)) break;
-        idx[k++] = (size_t)i;
-    }
-    return k;
+    return it;
+}
+
+/* Next index, or false at the end (also for anything out of range). */
+static bool slice_next(slice_it *it, size_t *idx)
+{
+    if (!(it->dir * it->i < it->dir * it->stop) || !(it->i >= 0 && it->i < it->n)) return false;
+    *idx = (size_t)it->i;
+    it->i += it->step;
+    return true;
 }
 
 static tstat slice_string(tpl_rctx *r, const tv_str *s, tval a, tval b, tval c, tval *out)
 {
+    if (s->len > UINT32_MAX) return tpl_fail_code(r, SEM_ELIMIT, "string too long to slice");
     size_t ncp = 0;
     for (size_t i = 0; i < s->len; ncp++) {
         uint32_t cp;
         i += tpl_utf8_decode(s->p, s->len, i, &cp);
     }
-    size_t *offs = malloc((ncp + 1) * sizeof *offs), *idx = malloc((ncp + 1) * sizeof *idx);
-    if (!offs || !idx) {
-        free(offs), free(idx);
-        return tpl_oom(r);
-    }
+    if (tpl_charge(r, ncp / 16) != TS_OK) return TS_ERR;
+    uint32_t *offs = malloc((ncp + 1) * sizeof *offs); /* byte offset of each code point */
+    if (!offs) return tpl_oom(r);
     size_t k = 0;
     for (size_t i = 0; i < s->len; k++) {
         uint32_t cp;
-        offs[k] = i;
+        offs[k] = (uint32_t)i;
         i += tpl_utf8_decode(s->p, s->len, i, &cp);
     }
-    offs[ncp] = s->len;
-    size_t m = slice_indices(ncp, a, b, c, idx);
+    offs[ncp] = (uint32_t)s->len;
+    slice_it it = slice_begin(ncp, a, b, c);
     buf o;
     buf_init(&o);
     bool ok = true;
-    for (size_t i = 0; ok && i < m; i++) ok = buf_append(&o, s->p + offs[idx[i]], offs[idx[i] + 1] - offs[idx[i]]);
-    free(offs), free(idx);
+    size_t x;
+    while (ok && slice_next(&it, &x)) ok = buf_append(&o, s->p + offs[x], offs[x + 1] - offs[x]);
+    free(offs);
     if (!ok) return buf_fini(&o), tpl_oom(r);
     return tv_str_from_buf(r, &o, out);
 }
@@ -406,16 +413,14 @@ static tstat do_slice(tpl_rctx *r, tval obj, tval a, tval b, tval c, tval *out)
 {
     if (obj.type == TV_STR) return slice_string(r, tv_s(obj), a, b, c, out);
     tv_arr *arr = tv_a(obj);
-    size_t *idx = malloc((arr->n + 1) * sizeof *idx);
-    if (!idx) return tpl_oom(r);
-    size_t m = slice_indices(arr->n, a, b, c, idx);
-    tstat s = tv_arr_new(r, TV_ARRAY, m, out);
-    for (size_t i = 0; s == TS_OK && i < m; i++) {
-        tv_retain(arr->v[idx[i]]);
-        if ((s = tv_arr_push(r, *out, arr->v[idx[i]])) != TS_OK) tv_release(r, *out);
+    slice_it it = slice_begin(arr->n, a, b, c);
+    if (tv_arr_new(r, TV_ARRAY, 0, out) != TS_OK) return TS_ERR;
+    size_t x;
+    while (slice_next(&it, &x)) {
+        tv_retain(arr->v[x]);
+        if (tv_arr_push(r, *out, arr->v[x]) != TS_OK) return tv_release(r, *out), TS_ERR;
     }
-    free(idx);
-    return s;
+    return TS_OK;
 }
 
 static tstat eval_slice(tpl_rctx *r, tval obj, const tpl_node *sl, tpl_scope *sc, tval *out)

@@ -532,9 +532,19 @@ static tstat f_join(tpl_rctx *r, tval v, tval pos, tval kw, tval *out)
     size_t sl = sep ? tv_s(*sep)->len : 0;
     if (tv_is_arr(v)) return join_raw(r, tv_a(v), sp, sl, out);
     if (v.type != TV_STR) return tpl_fail(r, "Cannot apply filter \"join\" to type: %s", tv_type_name(v));
-    tval chars;
-    if (chars_of(r, tv_s(v), &chars) != TS_OK) return TS_ERR;
-    return join_chars(r, chars, sp, sl, out);
+    const tv_str *s = tv_s(v); /* Array.from(string).join(sep): code points */
+    buf b;
+    buf_init(&b);
+    bool ok = true;
+    for (size_t i = 0; ok && i < s->len;) {
+        uint32_t cp;
+        size_t n = tpl_utf8_decode(s->p, s->len, i, &cp);
+        if (i) ok = buf_append(&b, sp, sl);
+        ok = ok && buf_append(&b, s->p + i, n);
+        i += n;
+        if (b.len > r->max_out) break;
+    }
+    return str_out(r, &b, ok, out);
 }
 
 static tstat f_int_float(tpl_rctx *r, bool is_int, tval v, tval pos, tval kw, tval *out)

@@ -198,7 +198,7 @@ tstat tv_str_new(tpl_rctx *r, const char *p, size_t len, tval *out)
     s->len = len;
     out->type = TV_STR;
     out->u.h = &s->hdr;
-    return tpl_charge(r, len / 64);
+    return tpl_charge(r, 1 + len / 64);
 }
 
 tstat tv_str_cstr(tpl_rctx *r, const char *p, tval *out) { return tv_str_new(r, p, strlen(p), out); }
@@ -219,7 +219,7 @@ tstat tv_str_from_buf(tpl_rctx *r, buf *b, tval *out)
     s->p = buf_take(b);
     out->type = TV_STR;
     out->u.h = &s->hdr;
-    return tpl_charge(r, s->len / 64);
+    return tpl_charge(r, 1 + s->len / 64);
 }
 
 tstat tv_arr_new(tpl_rctx *r, tv_type type, size_t cap, tval *out)

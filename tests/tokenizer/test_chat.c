@@ -288,6 +288,36 @@ static void test_template_choice(void **state)
     from_config("[1]", SEM_ECORRUPT);
 }
 
+/* Real-sized conversations stay well inside the default limits. */
+static void test_long_conversation(void **state)
+{
+    (void)state;
+    size_t big_len = (size_t)2 << 20;
+    char *big = malloc(big_len + 1);
+    assert_non_null(big);
+    for (size_t i = 0; i < big_len; i++) big[i] = (char)('a' + i % 26);
+    big[big_len] = '\0';
+    json_t *msgs = json_array();
+    for (int i = 0; i < 2000; i++)
+        json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", i % 2 ? "assistant" : "user", "content",
+                                              i == 1000 ? big : "A normal sized message about caches."));
+    json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", "last"));
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) {
+        tok_chat_template *ct = load(MODELS[i].dir);
+        char *out;
+        size_t len;
+        sem_err err;
+        sem_status s = tok_chat_render(ct, msgs, NULL, true, &out, &len, &err);
+        if (s != SEM_OK) fprintf(stderr, "%s: %s\n", MODELS[i].dir, err.msg);
+        assert_int_equal(s, SEM_OK);
+        assert_true(len > big_len);
+        free(out);
+        tok_chat_template_destroy(ct);
+    }
+    json_decref(msgs);
+    free(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_llama32_date_and_kwargs),
         cmocka_unit_test(test_template_errors),
         cmocka_unit_test(test_template_choice),
+        cmocka_unit_test(test_long_conversation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
