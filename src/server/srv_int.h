@@ -15,10 +15,12 @@
  *   api_openai.c  OpenAI bodies -> srv_gen_req; OpenAI responses and chunks
  *   api_anthropic.c  the same for Anthropic
  *   api_admin.c   admin routes (stub until the swap issue)
+ *   endpoints.c   handlers of the generation, count_tokens and model routes
  *   health.c      health routes and /metrics
  *   gen.c         a generation: engine request + response state (pump)
  *   routes.c      the route table
- *   http.c        libmicrohttpd glue and the server lifecycle
+ *   http.c        libmicrohttpd glue, suspend/resume, the disconnect
+ *                 watchdog, drain and the server lifecycle
  *
  * Thread: everything here runs on HTTP threads unless it says otherwise.
  */
