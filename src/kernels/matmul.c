@@ -5,13 +5,22 @@
  * Token counts above the context's max_tokens are processed in slices of
  * max_tokens (the scratch bound), so callers may pass any n_tokens.
  *
+ * Rows are handed out in blocks from an atomic counter rather than split
+ * statically: when a pool thread is slow to get a core (a busy host), the
+ * others take its share instead of waiting for it. Blocks are about 64 KiB
+ * of weights (and at least 8 per thread when the matrix is small), a
+ * multiple of the kernels' 4-row tiles; which thread computes a row does
+ * not change its value.
+ *
  * Thread: the ctx owner; the row ranges run on the pool's workers, which
  * write disjoint rows of y.
  */
 #include "kernels/kn_impl.h"
 
-/* Rows per work unit: the SIMD kernels handle 4 rows per pass. */
-enum { ROW_ALIGN = 8 };
+#include <stdatomic.h>
+
+/* Rows per work unit are a multiple of this (SIMD tiles are 4 rows). */
+enum { ROW_ALIGN = 8, BLOCK_BYTES = 65536 };
 
 typedef struct mm_job {
     const kn_ops *ops;
@@ -23,14 +32,47 @@ typedef struct mm_job {
     float *y;
     size_t ldy;
     size_t n_tokens;
+    size_t block;       /* rows per grab */
+    atomic_size_t next; /* first row not yet handed out */
 } mm_job;
 
 static void mm_rows(void *p, int ith, int nth)
 {
-    const mm_job *j = p;
-    size_t lo, hi;
-    tp_split(j->w->rows, ROW_ALIGN, ith, nth, &lo, &hi);
-    if (lo < hi) j->ops->mm[j->w->dtype](j->w, lo, hi, j->x, j->ldx, j->qx, j->y, j->ldy, j->n_tokens);
+    mm_job *j = p;
+    (void)ith, (void)nth;
+    size_t rows = j->w->rows;
+    for (;;) {
+        size_t lo = atomic_fetch_add_explicit(&j->next, j->block, memory_order_relaxed);
+        if (lo >= rows) break;
+        size_t hi = rows - lo < j->block ? rows : lo + j->block;
+        j->ops->mm[j->w->dtype](j->w, lo, hi, j->x, j->ldx, j->qx, j->y, j->ldy, j->n_tokens);
+    }
+}
+
+/* Bytes of one weight row, scales and biases included. */
+static size_t row_bytes(const kn_weight *w)
+{
+    switch (w->dtype) {
+    case KN_F32: return w->cols * 4;
+    case KN_F16:
+    case KN_BF16: return w->cols * 2;
+    case KN_Q4:
+    case KN_Q8: {
+        size_t ssz = w->scale_dtype == KN_F32 ? 4 : 2;
+        return w->cols * (size_t)w->bits / 8 + 2 * ssz * (w->cols / (size_t)w->group_size);
+    }
+    }
+    return 1;
+}
+
+static size_t block_rows(const kn_weight *w, int nth)
+{
+    size_t rb = row_bytes(w);
+    size_t by_bytes = BLOCK_BYTES / (rb ? rb : 1);
+    size_t by_share = w->rows / (8 * (size_t)nth);
+    size_t b = by_share < by_bytes ? by_share : by_bytes;
+    b = (b + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
+    return b < ROW_ALIGN ? ROW_ALIGN : b;
 }
 
 static void quantize_tokens(void *p, int ith, int nth)
@@ -64,7 +106,9 @@ void kn_matmul(kn_ctx *kc, const kn_weight *w, const float *x, size_t ldx, float
             .ops = kc->ops, .w = w, .x = x + t0 * ldx, .ldx = ldx, .qx = &kc->qx,
             .layout = w->dtype == KN_Q4 ? kc->ops->q4_layout : KN_QX_NATURAL,
             .y = y + t0 * ldy, .ldy = ldy, .n_tokens = n,
+            .block = block_rows(w, tp_n_threads(kc->pool)),
         };
+        atomic_init(&j.next, 0);
         if (quant) {
             kc->qx.cols = w->cols;
             kc->qx.n_tokens = n;
