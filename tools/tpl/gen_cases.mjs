@@ -31,6 +31,7 @@ const MODELS = [
   { dir: "tools/tpl/models/smollm2", family: "chatml" },
   { dir: "tools/tpl/models/mistral", family: "mistral" },
   { dir: "tools/tpl/models/llama-2", family: "llama2" },
+  { dir: "tools/tpl/models/deepseek-v2", family: "chatml" },
 ];
 
 // ---- seeded randomness -----------------------------------------------------
