@@ -62,7 +62,7 @@ static sem_status set_prefix(tok_stream *s, size_t keep_from, sem_err *err)
          k++)
         keep_from--;
     size_t n = s->window.len - keep_from;
-    memmove(s->window.data, s->window.data + keep_from, n * sizeof(tok_id));
+    if (n) memmove(s->window.data, s->window.data + keep_from, n * sizeof(tok_id));
     s->window.len = n;
     s->n_prefix = n;
     buf_clear(&s->prefix_text);
