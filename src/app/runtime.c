@@ -61,7 +61,8 @@ sem_status app_runtime_open(app_runtime *rt, const char *dir, int n_threads, siz
     rt->lg = sem_logger_create(stderr, SEM_LOG_INFO);
     const char *env = getenv("SEMANTIC_THREADS");
     long v;
-    if (env && app_parse_long(env, 1, 256, &v)) n_threads = (int)v;
+    /* flags first, then the environment, then one thread per core */
+    if (n_threads <= 0 && env && app_parse_long(env, 1, 256, &v)) n_threads = (int)v;
     double t0 = clk_now_s();
     sem_status st = model_load(dir, &rt->m, err);
     if (st) return st;

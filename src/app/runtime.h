@@ -16,7 +16,7 @@ typedef struct app_runtime {
 } app_runtime;
 
 /* Loads the model at dir (printing progress to stderr) and builds the pool
- * (n_threads <= 0: one per core; SEMANTIC_THREADS overrides) and the kernel
+ * (n_threads <= 0: SEMANTIC_THREADS, else one per core) and the kernel
  * context for batches of up to max_tokens tokens. SEMANTIC_KERNELS=ref
  * forces the reference kernels. */
 sem_status app_runtime_open(app_runtime *rt, const char *dir, int n_threads, size_t max_tokens,

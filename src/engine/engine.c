@@ -34,6 +34,7 @@ typedef struct eng_seq {
     size_t n_computed;         /* tokens whose KV is in the blocks */
     size_t n_generated;
     size_t n_cached_prompt;    /* prompt tokens taken from shared blocks */
+    cache_tier hit;            /* where they came from */
     int32_t *blocks;           /* owned block table */
     uint64_t *block_hash;      /* owned: prefix hash of each full block */
     size_t n_blocks, n_hashed, cap_blocks;
@@ -138,6 +139,10 @@ static void emit_done(eng_engine *e, eng_seq *s, eng_finish f, sem_status st, co
     if (ev) {
         ev->prompt_tokens = (int32_t)s->req->p.n_prompt;
         ev->cached_tokens = (int32_t)s->n_cached_prompt;
+        ev->cache_hit = s->n_cached_prompt ? s->hit : CACHE_COLD;
+        bool saved = e->cache && s->n_computed > 0 && f != ENG_FINISH_ERROR && f != ENG_FINISH_TIMEOUT;
+        size_t prompt_kv = s->n_computed < s->req->p.n_prompt ? s->n_computed : s->req->p.n_prompt;
+        ev->cache_write_tokens = saved && prompt_kv > s->n_cached_prompt ? (int32_t)(prompt_kv - s->n_cached_prompt) : 0;
         ev->completion_tokens = (int32_t)s->n_generated;
         ev->text_len = tail.len;
         ev->text = buf_take(&tail);
@@ -311,7 +316,8 @@ static bool attach_cache(eng_engine *e, eng_seq *s, cache_entry *ce)
     if (common == 0) attach_prefix(e, s);
     if (!s->admitted_once) {
         s->n_cached_prompt = s->n_computed;
-        cache_store_count(e->cache, s->n_computed ? (tier == CACHE_COLD ? CACHE_HOT : tier) : CACHE_COLD);
+        s->hit = s->n_computed ? (tier == CACHE_COLD ? CACHE_HOT : tier) : CACHE_COLD;
+        cache_store_count(e->cache, s->hit);
     }
     return true;
 }

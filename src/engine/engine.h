@@ -192,6 +192,10 @@ typedef struct eng_event {
     char *stop_string;           /* owned; the matched stop string, or NULL */
     int32_t prompt_tokens;
     int32_t cached_tokens;       /* prompt tokens reused from a cache */
+    cache_tier cache_hit;        /* where they came from: CACHE_HOT (RAM, or blocks
+                                    shared with a running sequence), CACHE_WARM
+                                    (a file), CACHE_COLD (nothing reused) */
+    int32_t cache_write_tokens;  /* prompt tokens newly stored in the agent cache */
     int32_t completion_tokens;
     sem_status status;           /* SEM_OK unless finish == ERROR/TIMEOUT */
     char message[SEM_ERR_MSG_BYTES];

@@ -80,7 +80,7 @@ int eng_stopper_push(eng_stopper *st, tok_id id, buf *out, sem_err *err)
     }
     size_t keep = held_tail(st, s, n);
     buf_append(out, s, n - keep);
-    memmove(st->pending.data, s + n - keep, keep);
+    if (keep) memmove(st->pending.data, s + n - keep, keep); /* pending is empty (maybe NULL) otherwise */
     st->pending.len = keep;
     if (st->pending.data) st->pending.data[keep] = '\0';
     return -1;
