@@ -169,6 +169,8 @@ void kn_avx2_quantize(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout);
     void name(const kn_weight *w, size_t r0, size_t r1, const float *x, size_t ldx,          \
               const kn_qx *qx, float *y, size_t ldy, size_t n_tokens)
 KN_MM_DECL(kn_avx2_mm_q4);
+KN_MM_DECL(kn_avx2_mm_q4f); /* f32 activations (the ones dispatched) */
+KN_MM_DECL(kn_avx2_mm_q8f);
 KN_MM_DECL(kn_avx2_mm_q8);
 KN_MM_DECL(kn_avx2_mm_f32);
 KN_MM_DECL(kn_avx2_mm_f16);

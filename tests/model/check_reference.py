@@ -8,13 +8,17 @@ committed). Comparisons use an f32 KV cache (--kv-bits 32) so the only
 differences are the kernels' own arithmetic; KV quantization is tested by
 the batching tests.
 
-Tolerance (max |ours - ref| <= tol * max |ref|), per weight format:
-  f32, f16, bf16: 1e-4. The reference dequantizes the same stored values
-      exactly, so only f32-vs-f64 accumulation differs (~1e-6 observed).
-  q4, q8: 1e-2. The SIMD kernels quantize activations to int8 per
-      32-element block (relative step 1/254), and those errors add up over
-      the layers; the reference keeps activations exact. Observed errors
-      are printed so the margin is visible.
+Tolerance (max |ours - ref| <= tol * max |ref|): 1e-4 for every weight
+format. The reference dequantizes the same stored values exactly (F16/BF16
+converted, MLX affine as scale*q+bias), and the kernels dequantize in
+registers and accumulate in f32 on f32 activations, so only f32-vs-f64
+rounding differs (about 1e-6 observed, printed below).
+
+Greedy continuations must be identical, except after a near-tie: random
+weights give exact ties now and then (a top-1/top-2 gap of 0.000 was seen),
+and there any rounding decides. A difference at step k is accepted only if
+the reference's gap at step k is below the logit tolerance, and it is
+reported.
 
 Also proves the check can fail: one perturbed weight element must push the
 error past the f32 tolerance.
@@ -33,7 +37,7 @@ BUILD = os.environ.get("SEM_BUILD_DIR", "build/release")
 BIN = os.environ.get("SEM_BIN", os.path.join(BUILD, "semantic"))
 PY = "/usr/bin/python3"
 MODELS = os.path.join(BUILD, "models")
-TOL = {"f32": 1e-4, "f16": 1e-4, "bf16": 1e-4, "q4": 1e-2, "q8": 1e-2}
+TOL = {"f32": 1e-4, "f16": 1e-4, "bf16": 1e-4, "q4": 1e-4, "q8": 1e-4}
 N_GREEDY = 32
 
 
@@ -76,7 +80,7 @@ def prompt(n, seed):
 def compare(model, toks, tol, tmp, label):
     ref_out, our_out = os.path.join(tmp, "ref.f32"), os.path.join(tmp, "our.f32")
     ref_txt = run([PY, os.path.join(SRC, "tools/ref_forward.py"), "--model", model, "--tokens", toks,
-                   "--out", ref_out, "--greedy", str(N_GREEDY)])
+                   "--out", ref_out, "--greedy", str(N_GREEDY), "--gaps"])
     our_txt = run([BIN, "generate", "--model", model, "--tokens", toks, "-n", str(N_GREEDY),
                    "--kv-bits", "32", "--logits-out", our_out])
     ref = np.fromfile(ref_out, dtype=np.float32)
@@ -86,7 +90,16 @@ def compare(model, toks, tol, tmp, label):
     rel = float(np.abs(ref - our).max() / np.abs(ref).max())
     ref_greedy = [l for l in ref_txt.splitlines() if l.startswith("greedy:")][0].split(":")[1].strip()
     our_greedy = [l for l in our_txt.splitlines() if l.startswith("tokens:")][0].split(":")[1].strip()
-    return rel, ref_greedy == our_greedy, ref_greedy, our_greedy
+    gaps = [float(g) for g in [l for l in ref_txt.splitlines() if l.startswith("gaps:")][0].split(":")[1].split(",")]
+    same = ref_greedy == our_greedy
+    if not same:
+        r, o = ref_greedy.split(","), our_greedy.split(",")
+        k = next(i for i in range(len(r)) if i >= len(o) or r[i] != o[i])
+        tie = gaps[k] <= tol * float(np.abs(ref).max())
+        if tie:
+            print(f"   {label}: near-tie at step {k} (reference gap {gaps[k]:.2e}): continuations may differ from here")
+        same = tie
+    return rel, same, ref_greedy, our_greedy
 
 
 def perturbed_copy(model, tmp):

@@ -3,8 +3,12 @@
  * getters run before anything checks the CPU, so only the kernels they
  * point to may use the instruction sets.
  *
- * AVX2: int8-activation Q4/Q8 matmul, converted-row F32/F16/BF16 matmul,
- * the attention row kernels. AVX-512: VNNI Q4/Q8 matmul; everything
+ * AVX2: Q4/Q8 matmul dequantized in registers on f32 activations (exact
+ * up to f32 rounding, batch-invariant: see matmul_qf_avx2.c), converted-row
+ * F32/F16/BF16 matmul, the attention row kernels. The int8-activation
+ * kernels (matmul_q_avx2.c, matmul_q_avx512.c) stay built and tested but
+ * are not dispatched: their activation rounding moved logits by several
+ * percent on the reference models. AVX-512: everything
  * memory-bound or not specialised (activation quantization, F32/F16/BF16
  * matmul, attention rows) reuses the AVX2 kernels, which every AVX-512 CPU
  * runs too.
@@ -20,11 +24,9 @@
 #if defined(__x86_64__)
 static const kn_ops AVX2_OPS = {
     .isa = "avx2",
-    .uses_qx = true,
-    .quantize = kn_avx2_quantize,
-    .q4_layout = KN_QX_PERMUTED,
+    .uses_qx = false,
     .mm = {[KN_F32] = kn_avx2_mm_f32, [KN_F16] = kn_avx2_mm_f16, [KN_BF16] = kn_avx2_mm_bf16,
-           [KN_Q4] = kn_avx2_mm_q4, [KN_Q8] = kn_avx2_mm_q8},
+           [KN_Q4] = kn_avx2_mm_q4f, [KN_Q8] = kn_avx2_mm_q8f},
     .kv_scores = {[KN_KV_F32] = kn_avx2_kv_scores_f32, [KN_KV_F16] = kn_avx2_kv_scores_f16,
                   [KN_KV_BF16] = kn_avx2_kv_scores_bf16, [KN_KV_Q8] = kn_avx2_kv_scores_q8,
                   [KN_KV_Q4] = kn_avx2_kv_scores_q4},
@@ -43,11 +45,9 @@ const kn_ops *kn_ops_avx2(void) { return NULL; }
 #if defined(__x86_64__)
 static const kn_ops AVX512_OPS = {
     .isa = "avx512",
-    .uses_qx = true,
-    .quantize = kn_avx2_quantize,
-    .q4_layout = KN_QX_PERMUTED128,
+    .uses_qx = false,
     .mm = {[KN_F32] = kn_avx2_mm_f32, [KN_F16] = kn_avx2_mm_f16, [KN_BF16] = kn_avx2_mm_bf16,
-           [KN_Q4] = kn_avx512_mm_q4, [KN_Q8] = kn_avx512_mm_q8},
+           [KN_Q4] = kn_avx2_mm_q4f, [KN_Q8] = kn_avx2_mm_q8f},
     .kv_scores = {[KN_KV_F32] = kn_avx2_kv_scores_f32, [KN_KV_F16] = kn_avx2_kv_scores_f16,
                   [KN_KV_BF16] = kn_avx2_kv_scores_bf16, [KN_KV_Q8] = kn_avx2_kv_scores_q8,
                   [KN_KV_Q4] = kn_avx2_kv_scores_q4},
