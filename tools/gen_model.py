@@ -37,6 +37,22 @@ gap ~2.3 logits (1-2% of positions under 0.05), top-1 probability ~0.7,
 40 greedy steps visit ~27 distinct tokens and repeat the previous token
 ~5% of the time.
 
+Families (--arch): llama, qwen2, deepseek2 (DeepseekV2ForCausalLM: MLA
+attention, YaRN rope, routed + shared experts; float models use Hugging
+Face's per-expert tensors mlp.experts.E.*, quantized ones mlx-lm's stacked
+mlp.switch_mlp.* [n_experts, rows, cols], see --expert-layout) and gemma3
+(Gemma3ForCausalLM, or with --multimodal the text model inside a
+Gemma3ForConditionalGeneration checkpoint: text_config, tensors under
+language_model.model., plus a few vision tensors the engine must skip).
+Shape "tiny" means the family's tiny test shape.
+
+DeepSeek-V2 / Gemma 3 weight scheme: the same targets (residual rms ~2,
+logit std ~4, attention score std ~2); DeepSeek's router logits have std
+~3 so the top-k choice is rarely a near-tie; Gemma's (1 + w) norms are
+drawn around 0 (input/pre norms), around b - 1 (post norms, b = the
+branch rms) and around 9 (final norm, tied embeddings), its embeddings
+around 0.4 / sqrt(hidden) before the sqrt(hidden) scale.
+
 Run with /usr/bin/python3 (numpy only). Single-threaded.
 """
 
@@ -78,7 +94,49 @@ LLAMA3_SCALING_1B = {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor":
 LLAMA3_SCALING_TINY = {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
                        "original_max_position_embeddings": 256, "rope_type": "llama3"}
 
+YARN_LITE = {"beta_fast": 32, "beta_slow": 1, "factor": 40, "mscale": 0.707,
+             "mscale_all_dim": 0.707, "original_max_position_embeddings": 4096, "type": "yarn"}
+# Tiny: a short original context so YaRN changes frequencies at test
+# positions, and mscale != mscale_all_dim so the cos/sin factor is not 1.
+YARN_TINY = {"beta_fast": 32, "beta_slow": 1, "factor": 16.0, "mscale": 1.0,
+             "mscale_all_dim": 0.707, "original_max_position_embeddings": 256, "type": "yarn"}
+LINEAR_GEMMA = {"factor": 8.0, "rope_type": "linear"}
+
+# Family-specific fields with their defaults (tiny shapes override).
+DEEPSEEK_FIELDS = dict(q_lora=None, kv_lora=128, qk_nope=96, qk_rope=32, v_head=64, experts=8,
+                       experts_used=3, shared=2, moe_inter=128, first_dense=1, moe_freq=1,
+                       routed_scaling=2.0, norm_topk=False, groups=None, yarn=YARN_TINY)
+GEMMA_FIELDS = dict(sliding_window=32, sliding_pattern=3, qpas=96.0, rope_local=10000.0,
+                    attn_softcap=50.0, final_softcap=30.0, linear=LINEAR_GEMMA)
+
+TINY_BY_ARCH = {
+    "deepseek2": dict(arch="deepseek2", layers=3, hidden=256, heads=4, kv_heads=4, head_dim=None,
+                      intermediate=512, vocab=1024, max_pos=4096, rope_theta=10000.0, eps=1e-6,
+                      tied=False, rope_scaling="yarn", llama3=None, dtype="f32", bos=1, eos=2,
+                      **DEEPSEEK_FIELDS),
+    "gemma3": dict(arch="gemma3", layers=4, hidden=384, heads=4, kv_heads=2, head_dim=128,
+                   intermediate=768, vocab=1024, max_pos=4096, rope_theta=1000000.0, eps=1e-6,
+                   tied=True, rope_scaling="linear", llama3=None, dtype="f32", bos=2, eos=1,
+                   **GEMMA_FIELDS),
+}
+
 SHAPES = {
+    "deepseek-v2-lite": dict(arch="deepseek2", layers=27, hidden=2048, heads=16, kv_heads=16,
+                             head_dim=None, intermediate=10944, vocab=102400, max_pos=163840,
+                             rope_theta=10000.0, eps=1e-6, tied=False, rope_scaling="yarn",
+                             llama3=None, dtype="q4", bos=100000, eos=100001,
+                             **dict(DEEPSEEK_FIELDS, kv_lora=512, qk_nope=128, qk_rope=64,
+                                    v_head=128, experts=64, experts_used=6, shared=2,
+                                    moe_inter=1408, routed_scaling=1.0, yarn=YARN_LITE)),
+    "gemma3-1b": dict(arch="gemma3", layers=26, hidden=1152, heads=4, kv_heads=1, head_dim=256,
+                      intermediate=6912, vocab=262144, max_pos=32768, rope_theta=1000000.0,
+                      eps=1e-6, tied=True, rope_scaling=None, llama3=None, dtype="q4", bos=2, eos=1,
+                      **dict(GEMMA_FIELDS, sliding_window=512, sliding_pattern=6, qpas=256.0,
+                             attn_softcap=None, final_softcap=None)),
+    "qwen2.5-14b": dict(arch="qwen2", layers=48, hidden=5120, heads=40, kv_heads=8,
+                        head_dim=None, intermediate=13824, vocab=152064, max_pos=32768,
+                        rope_theta=1000000.0, eps=1e-6, tied=False, rope_scaling=None,
+                        llama3=None, dtype="q4", bos=151643, eos=151645),
     "tiny": dict(arch="llama", layers=3, hidden=256, heads=4, kv_heads=2, head_dim=None,
                  intermediate=512, vocab=1024, max_pos=4096, rope_theta=10000.0, eps=None,
                  tied=True, rope_scaling=None, llama3=LLAMA3_SCALING_TINY, dtype="f32",
@@ -97,7 +155,9 @@ SHAPES = {
                          llama3=LLAMA3_SCALING_1B, dtype="q4", bos=151643, eos=151645),
 }
 
-ARCH_EPS = {"llama": 1e-5, "qwen2": 1e-6}
+ARCH_EPS = {"llama": 1e-5, "qwen2": 1e-6, "deepseek2": 1e-6, "gemma3": 1e-6}
+ARCHS = ("llama", "qwen2", "deepseek2", "gemma3")
+ROUTER_STD = 3.0       # std of DeepSeek router logits (normed input)
 DTYPE_NAMES = {"f32": ("F32", "float32"), "f16": ("F16", "float16"),
                "bf16": ("BF16", "bfloat16")}
 EOS_EXTRAS = ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>", "<|endoftext|>", "<|im_end|>",
@@ -133,8 +193,9 @@ def parse_args(argv):
     p.add_argument("--out", required=True, metavar="DIR", help="output model directory")
     p.add_argument("--shape", default="tiny", choices=sorted(SHAPES),
                    help="base shape (default tiny)")
-    p.add_argument("--arch", choices=("llama", "qwen2"),
-                   help="LlamaForCausalLM or Qwen2ForCausalLM (default: the shape's)")
+    p.add_argument("--arch", choices=ARCHS,
+                   help="LlamaForCausalLM, Qwen2ForCausalLM, DeepseekV2ForCausalLM or "
+                        "Gemma3ForCausalLM (default: the shape's; shape tiny has one per arch)")
     p.add_argument("--dtype", choices=("f32", "f16", "bf16", "q4", "q8"),
                    help="weight format (default: f32 for tiny, q4 for the big shapes)")
     p.add_argument("--group-size", type=int, default=64, choices=(32, 64, 128),
@@ -158,8 +219,39 @@ def parse_args(argv):
         p.add_argument("--" + name, type=int, help="override " + help_)
     p.add_argument("--rope-theta", type=float, help="override rope_theta")
     p.add_argument("--rms-eps", type=float, help="override rms_norm_eps")
-    p.add_argument("--rope-scaling", choices=("llama3", "none"),
-                   help="rope_scaling (default: the shape's)")
+    p.add_argument("--rope-scaling", choices=("llama3", "yarn", "linear", "none"),
+                   help="rope_scaling (default: the shape's; yarn is DeepSeek-V2's, linear "
+                        "applies to Gemma 3's global layers)")
+    g = p.add_argument_group("deepseek2 (MLA + MoE)")
+    for name, help_ in (("q-lora-rank", "q_lora_rank (0 = none: q_proj)"),
+                        ("kv-lora-rank", "kv_lora_rank"), ("qk-nope", "qk_nope_head_dim"),
+                        ("qk-rope", "qk_rope_head_dim"), ("v-head", "v_head_dim"),
+                        ("experts", "n_routed_experts"), ("experts-used", "num_experts_per_tok"),
+                        ("shared-experts", "n_shared_experts"),
+                        ("moe-intermediate", "moe_intermediate_size"),
+                        ("first-dense", "first_k_dense_replace")):
+        g.add_argument("--" + name, type=int, help="override " + help_)
+    g.add_argument("--routed-scaling", type=float, help="override routed_scaling_factor")
+    g.add_argument("--norm-topk-prob", action="store_true", help="norm_topk_prob = true")
+    g.add_argument("--topk-groups", metavar="G:K",
+                   help="topk_method group_limited_greedy with n_group G, topk_group K")
+    g.add_argument("--expert-layout", choices=("auto", "stacked", "per-expert"), default="auto",
+                   help="routed experts as mlx-lm's stacked switch_mlp tensors or HF's "
+                        "experts.E tensors (auto: stacked when quantized)")
+    g = p.add_argument_group("gemma3 (hybrid sliding window)")
+    g.add_argument("--sliding-window", type=int, help="override sliding_window")
+    g.add_argument("--sliding-pattern", type=int, help="override sliding_window_pattern")
+    g.add_argument("--layer-types", action="store_true",
+                   help="also write layer_types (newer transformers) next to the pattern")
+    g.add_argument("--softcap", metavar="ATTN:FINAL",
+                   help="attn/final logit softcapping (0 = none; default: the shape's)")
+    g.add_argument("--query-pre-attn-scalar", type=float, help="override query_pre_attn_scalar")
+    g.add_argument("--multimodal", action="store_true",
+                   help="write a Gemma3ForConditionalGeneration checkpoint (text_config, "
+                        "language_model.model.* tensors, vision tensors)")
+    p.add_argument("--zero-weights", action="store_true",
+                   help="leave every tensor's data zero (sparse files, instant): for spec and "
+                        "load checks at real shapes")
     t = p.add_mutually_exclusive_group()
     t.add_argument("--tied", dest="tied", action="store_true", default=None,
                    help="tie lm_head to embed_tokens")
@@ -181,6 +273,10 @@ def resolve(a):
     """Arguments -> the full, validated model spec (a plain dict)."""
     shape = dict(SHAPES[a.shape])
     arch = a.arch or shape["arch"]
+    if a.shape == "tiny" and arch in TINY_BY_ARCH:
+        shape = dict(TINY_BY_ARCH[arch])
+    if arch != shape["arch"] and {arch, shape["arch"]} != {"llama", "qwen2"}:
+        die("shape %s is a %s shape, not %s" % (a.shape, shape["arch"], arch))
     s = {"shape": a.shape, "arch": arch, "seed": a.seed}
     for key, arg in (("layers", a.layers), ("hidden", a.hidden), ("heads", a.heads),
                      ("kv_heads", a.kv_heads), ("head_dim", a.head_dim),
@@ -202,7 +298,12 @@ def resolve(a):
     eps = a.rms_eps if a.rms_eps is not None else shape["eps"]
     s["eps"] = eps if eps is not None else ARCH_EPS[arch]
     rs = a.rope_scaling or shape["rope_scaling"] or "none"
-    s["rope_scaling"] = dict(shape["llama3"]) if rs == "llama3" else None
+    if rs == "yarn" and arch != "deepseek2":
+        die("--rope-scaling yarn is DeepSeek-V2's")
+    s["rope_scaling"] = {"llama3": shape["llama3"] or LLAMA3_SCALING_TINY,
+                         "yarn": shape.get("yarn") or YARN_TINY,
+                         "linear": shape.get("linear") or LINEAR_GEMMA}.get(rs)
+    s["rope_scaling"] = dict(s["rope_scaling"]) if s["rope_scaling"] else None
     s["tied"] = shape["tied"] if a.tied is None else a.tied
     s["dtype"] = a.dtype or shape["dtype"]
     s["quantized"] = s["dtype"] in ("q4", "q8")
@@ -232,8 +333,62 @@ def resolve(a):
         if s[key] is not None and s[key] >= vocab:
             s[key] = None if key == "bos" else min(2, vocab - 1)
     s["eos_list"] = [e for e in s["eos_list"] if e is not None and e < vocab] or [s["eos"]]
+    s["zero"] = a.zero_weights
+    if arch == "deepseek2":
+        resolve_deepseek2(a, shape, s)
+    elif arch == "gemma3":
+        resolve_gemma3(a, shape, s)
     s["overrides"] = parse_overrides(a.quant_override, s)
     return s
+
+
+def pick(arg, dflt):
+    return arg if arg is not None else dflt
+
+
+def resolve_deepseek2(a, shape, s):
+    for key, arg in (("q_lora", a.q_lora_rank), ("kv_lora", a.kv_lora_rank),
+                     ("qk_nope", a.qk_nope), ("qk_rope", a.qk_rope), ("v_head", a.v_head),
+                     ("experts", a.experts), ("experts_used", a.experts_used),
+                     ("shared", a.shared_experts), ("moe_inter", a.moe_intermediate),
+                     ("first_dense", a.first_dense), ("routed_scaling", a.routed_scaling)):
+        s[key] = pick(arg, shape[key])
+    s["q_lora"] = s["q_lora"] or None
+    s["moe_freq"] = shape["moe_freq"]
+    s["norm_topk"] = a.norm_topk_prob or shape["norm_topk"]
+    s["groups"] = shape["groups"]
+    if a.topk_groups:
+        try:
+            s["groups"] = [int(x) for x in a.topk_groups.split(":")]
+        except ValueError:
+            die("--topk-groups wants G:K")
+        if len(s["groups"]) != 2 or s["experts"] % s["groups"][0] or s["groups"][1] > s["groups"][0]:
+            die("--topk-groups G:K: G must divide the experts and K <= G")
+    if s["experts_used"] > s["experts"] or s["qk_rope"] % 2:
+        die("experts_used must be <= experts and qk_rope even")
+    s["kv_heads"] = s["heads"]
+    s["head_dim"] = s["qk_nope"] + s["qk_rope"]
+    layout = a.expert_layout
+    s["stacked"] = layout == "stacked" or (layout == "auto" and s["quantized"])
+
+
+def resolve_gemma3(a, shape, s):
+    s["sliding_window"] = pick(a.sliding_window, shape["sliding_window"])
+    s["sliding_pattern"] = pick(a.sliding_pattern, shape["sliding_pattern"])
+    s["qpas"] = pick(a.query_pre_attn_scalar, shape["qpas"])
+    s["rope_local"] = shape["rope_local"]
+    s["layer_types"] = a.layer_types
+    s["multimodal"] = a.multimodal
+    caps = (shape["attn_softcap"], shape["final_softcap"])
+    if a.softcap:
+        try:
+            caps = tuple(float(x) or None for x in a.softcap.split(":"))
+        except ValueError:
+            die("--softcap wants ATTN:FINAL")
+    s["attn_softcap"], s["final_softcap"] = caps
+    s["explicit_head_dim"] = True
+    if s["rope_scaling"] and s["rope_scaling"].get("rope_type") == "llama3":
+        die("gemma3 takes --rope-scaling linear or none")
 
 
 def parse_overrides(items, s):
@@ -302,19 +457,119 @@ def tokenizer_info(name):
 # ---------------------------------------------------------------- plan ----
 
 def linear_modules(s):
-    """(module path, rows, cols) of every quantizable matrix, in model order."""
+    """(module path, rows, cols) of every quantizable matrix, in model order
+    (a stacked expert module counts once, with its per-expert rows)."""
+    return [(mod, rows, cols) for kind, mod, _, rows, cols, _ in model_entries(s) if kind == "mat"]
+
+
+def model_entries(s):
+    """Everything the checkpoint holds, in model order:
+      ("mat", module, kind, rows, cols, lead)  quantizable Linear/Embedding
+                                               (lead: n_experts when stacked)
+      ("raw", name, kind, rows, cols, None)    float matrix mlx-lm never quantizes
+      ("vec", name, kind, n, None, None)       norms and biases"""
+    return {"deepseek2": deepseek2_entries, "gemma3": gemma3_entries}.get(s["arch"], llama_entries)(s)
+
+
+def llama_entries(s):
     H, hd, I, V = s["hidden"], s["head_dim"], s["intermediate"], s["vocab"]
     q, kv = s["heads"] * hd, s["kv_heads"] * hd
-    mods = [("model.embed_tokens", V, H)]
+    out = [("mat", "model.embed_tokens", "embed_tokens", V, H, None)]
     for i in range(s["layers"]):
         p = "model.layers.%d." % i
-        mods += [(p + "self_attn.q_proj", q, H), (p + "self_attn.k_proj", kv, H),
-                 (p + "self_attn.v_proj", kv, H), (p + "self_attn.o_proj", H, q),
-                 (p + "mlp.gate_proj", I, H), (p + "mlp.up_proj", I, H),
-                 (p + "mlp.down_proj", H, I)]
+        for mod, rows, cols in ((p + "self_attn.q_proj", q, H), (p + "self_attn.k_proj", kv, H),
+                                (p + "self_attn.v_proj", kv, H), (p + "self_attn.o_proj", H, q),
+                                (p + "mlp.gate_proj", I, H), (p + "mlp.up_proj", I, H),
+                                (p + "mlp.down_proj", H, I)):
+            kind = mod.rsplit(".", 1)[-1]
+            out.append(("mat", mod, kind, rows, cols, None))
+            if s["arch"] == "qwen2" and kind in ("q_proj", "k_proj", "v_proj"):
+                n = (s["heads"] if kind == "q_proj" else s["kv_heads"]) * hd
+                out.append(("vec", mod + ".bias", "bias_" + kind[0], n, None, None))
+        out.append(("vec", p + "input_layernorm.weight", "norm", H, None, None))
+        out.append(("vec", p + "post_attention_layernorm.weight", "norm", H, None, None))
     if not s["tied"]:
-        mods.append(("lm_head", V, H))
-    return mods
+        out.append(("mat", "lm_head", "lm_head", V, H, None))
+    out.append(("vec", "model.norm.weight", "final_norm", H, None, None))
+    return out
+
+
+def deepseek2_is_moe(s, i):
+    return s["experts"] > 0 and i >= s["first_dense"] and i % s["moe_freq"] == 0
+
+
+def deepseek2_entries(s):
+    H, V, nh = s["hidden"], s["vocab"], s["heads"]
+    qd, kvl, rd = s["head_dim"], s["kv_lora"], s["qk_rope"]
+    E, mi = s["experts"], s["moe_inter"]
+    out = [("mat", "model.embed_tokens", "embed_tokens", V, H, None)]
+    for i in range(s["layers"]):
+        p = "model.layers.%d." % i
+        a, m = p + "self_attn.", p + "mlp."
+        if s["q_lora"]:
+            out += [("mat", a + "q_a_proj", "q_a_proj", s["q_lora"], H, None),
+                    ("vec", a + "q_a_layernorm.weight", "norm", s["q_lora"], None, None),
+                    ("mat", a + "q_b_proj", "q_b_proj", nh * qd, s["q_lora"], None)]
+        else:
+            out.append(("mat", a + "q_proj", "q_proj", nh * qd, H, None))
+        out += [("mat", a + "kv_a_proj_with_mqa", "kv_a_proj", kvl + rd, H, None),
+                ("vec", a + "kv_a_layernorm.weight", "norm", kvl, None, None),
+                ("mat", a + "kv_b_proj", "kv_b_proj", nh * (s["qk_nope"] + s["v_head"]), kvl, None),
+                ("mat", a + "o_proj", "o_proj", H, nh * s["v_head"], None)]
+        if not deepseek2_is_moe(s, i):
+            out += [("mat", m + "gate_proj", "gate_proj", s["intermediate"], H, None),
+                    ("mat", m + "up_proj", "up_proj", s["intermediate"], H, None),
+                    ("mat", m + "down_proj", "down_proj", H, s["intermediate"], None)]
+        else:
+            out.append(("raw", m + "gate.weight", "router", E, H, None))
+            for proj, rows, cols in (("gate_proj", mi, H), ("up_proj", mi, H), ("down_proj", H, mi)):
+                kind = "exp_" + proj.split("_")[0]
+                if s["stacked"]:
+                    out.append(("mat", m + "switch_mlp." + proj, kind, rows, cols, E))
+                else:
+                    out += [("mat", m + "experts.%d.%s" % (e, proj), kind, rows, cols, None)
+                            for e in range(E)]
+            if s["shared"]:
+                sh = mi * s["shared"]
+                out += [("mat", m + "shared_experts.gate_proj", "gate_proj", sh, H, None),
+                        ("mat", m + "shared_experts.up_proj", "up_proj", sh, H, None),
+                        ("mat", m + "shared_experts.down_proj", "down_proj", H, sh, None)]
+        out.append(("vec", p + "input_layernorm.weight", "norm", H, None, None))
+        out.append(("vec", p + "post_attention_layernorm.weight", "norm", H, None, None))
+    if not s["tied"]:
+        out.append(("mat", "lm_head", "lm_head", V, H, None))
+    out.append(("vec", "model.norm.weight", "final_norm", H, None, None))
+    return out
+
+
+GEMMA_VISION_HIDDEN = 64
+
+
+def gemma3_entries(s):
+    H, hd, I, V = s["hidden"], s["head_dim"], s["intermediate"], s["vocab"]
+    q, kv = s["heads"] * hd, s["kv_heads"] * hd
+    pre = "language_model.model." if s["multimodal"] else "model."
+    out = [("mat", pre + "embed_tokens", "embed_tokens", V, H, None)]
+    for i in range(s["layers"]):
+        p = pre + "layers.%d." % i
+        a, m = p + "self_attn.", p + "mlp."
+        out += [("mat", a + "q_proj", "q_proj", q, H, None), ("mat", a + "k_proj", "k_proj", kv, H, None),
+                ("mat", a + "v_proj", "v_proj", kv, H, None), ("mat", a + "o_proj", "o_proj", H, q, None),
+                ("vec", a + "q_norm.weight", "qk_norm", hd, None, None),
+                ("vec", a + "k_norm.weight", "qk_norm", hd, None, None),
+                ("mat", m + "gate_proj", "gate_proj", I, H, None), ("mat", m + "up_proj", "up_proj", I, H, None),
+                ("mat", m + "down_proj", "down_proj", H, I, None)]
+        for n, kind in (("input_layernorm", "gnorm"), ("post_attention_layernorm", "gnorm_post"),
+                        ("pre_feedforward_layernorm", "gnorm"), ("post_feedforward_layernorm", "gnorm_post")):
+            out.append(("vec", p + n + ".weight", kind, H, None, None))
+    if not s["tied"]:
+        out.append(("mat", "lm_head", "lm_head", V, H, None))
+    out.append(("vec", pre + "norm.weight", "final_norm", H, None, None))
+    if s["multimodal"]:  # a token vision tower: present, never used by the text model
+        out += [("vec", "vision_tower.vision_model.post_layernorm.weight", "norm", GEMMA_VISION_HIDDEN, None, None),
+                ("raw", "multi_modal_projector.mm_input_projection_weight", "vision",
+                 GEMMA_VISION_HIDDEN, H, None)]
+    return out
 
 
 def module_quant(s, mod, cols):
@@ -331,22 +586,15 @@ def module_quant(s, mod, cols):
 
 
 def tensor_plan(s):
-    """List of (name, kind, rows, cols-or-None, quant) in model order; a
-    quantized matrix is one entry that expands to .weight/.scales/.biases."""
-    H = s["hidden"]
-    hd = s["head_dim"]
+    """List of (name, kind, rows, cols-or-None, quant, lead) in model order;
+    a quantized matrix is one entry that expands to .weight/.scales/.biases;
+    lead is the expert count of a stacked [lead, rows, cols] tensor."""
     plan = []
-    for mod, rows, cols in linear_modules(s):
-        kind = mod.rsplit(".", 1)[-1]
-        plan.append((mod + ".weight", kind, rows, cols, module_quant(s, mod, cols)))
-        if s["arch"] == "qwen2" and kind in ("q_proj", "k_proj", "v_proj"):
-            n = (s["heads"] if kind == "q_proj" else s["kv_heads"]) * hd
-            plan.append((mod + ".bias", "bias_" + kind[0], n, None, None))
-        if kind == "down_proj":
-            p = mod[: -len("mlp.down_proj")]
-            plan.append((p + "input_layernorm.weight", "norm", H, None, None))
-            plan.append((p + "post_attention_layernorm.weight", "norm", H, None, None))
-    plan.append(("model.norm.weight", "final_norm", H, None, None))
+    for kind, name, k, rows, cols, lead in model_entries(s):
+        if kind == "mat":
+            plan.append((name + ".weight", k, rows, cols, module_quant(s, name, cols), lead))
+        else:
+            plan.append((name, k, rows, cols, None, None))
     return plan
 
 
@@ -355,17 +603,18 @@ def tensor_specs(s, plan):
     name, as HF's writer does (keeps every tensor naturally aligned)."""
     fd = s["float_dtype"]
     specs = []
-    for name, _, rows, cols, quant in plan:
+    for name, _, rows, cols, quant, lead in plan:
+        lo = (lead,) if lead else ()
         if cols is None:
             specs.append((name, fd, (rows,)))
         elif quant is None:
-            specs.append((name, fd, (rows, cols)))
+            specs.append((name, fd, lo + (rows, cols)))
         else:
             bits, group = quant
             base = name[: -len(".weight")]
-            specs.append((name, "U32", (rows, cols * bits // 32)))
-            specs.append((base + ".scales", fd, (rows, cols // group)))
-            specs.append((base + ".biases", fd, (rows, cols // group)))
+            specs.append((name, "U32", lo + (rows, cols * bits // 32)))
+            specs.append((base + ".scales", fd, lo + (rows, cols // group)))
+            specs.append((base + ".biases", fd, lo + (rows, cols // group)))
     specs.sort(key=lambda t: (-stn.DTYPES[t[1]].itemsize, t[0]))
     return specs
 
@@ -374,6 +623,49 @@ def tensor_specs(s, plan):
 
 def init_params(s, kind, cols):
     """(mean, std) of the normal distribution for a tensor kind."""
+    if s["arch"] == "deepseek2":
+        return init_params_deepseek2(s, kind, cols)
+    if s["arch"] == "gemma3":
+        return init_params_gemma3(s, kind, cols)
+    return init_params_llama(s, kind, cols)
+
+
+def init_params_deepseek2(s, kind, cols):
+    H = s["hidden"]
+    branch = RESID_RMS / math.sqrt(2 * s["layers"])
+    if kind in ("q_proj", "kv_a_proj", "kv_b_proj", "q_b_proj"):
+        return 0.0, math.sqrt(ATTN_STD / cols)  # q, k ~ N(0, ATTN_STD): score std ~ATTN_STD
+    if kind == "q_a_proj":
+        return 0.0, 1.0 / math.sqrt(cols)
+    if kind == "router":
+        return 0.0, ROUTER_STD / math.sqrt(H)
+    if kind in ("exp_gate", "exp_up"):
+        return 0.0, 1.0 / math.sqrt(cols)
+    if kind == "exp_down":
+        return 0.0, branch / (SILU_GATE_RMS * math.sqrt(cols))
+    return init_params_llama(s, kind, cols)
+
+
+def init_params_gemma3(s, kind, cols):
+    H = s["hidden"]
+    b = RESID_RMS / math.sqrt(2 * s["layers"])  # each branch's rms after its post norm
+    if kind == "embed_tokens":  # scaled by sqrt(H) in the forward
+        return 0.0, SELF_RATIO * RESID_RMS / H
+    if kind == "gnorm":
+        return 0.0, 0.1
+    if kind == "gnorm_post":
+        return b - 1.0, 0.1 * b
+    if kind == "qk_norm":
+        return 0.2, 0.1
+    if kind == "final_norm":  # tied: rows of norm 0.4/sqrt(H) need a gain of 10 sqrt(H)
+        g = LOGIT_STD * math.sqrt(H) / (SELF_RATIO * RESID_RMS) if s["tied"] else 1.0
+        return g - 1.0, 0.1 * g
+    if kind == "lm_head":
+        return 0.0, LOGIT_STD / math.sqrt(H)
+    return 0.0, 1.0 / math.sqrt(cols)  # projections and the vision stub: outputs are normed
+
+
+def init_params_llama(s, kind, cols):
     H = s["hidden"]
     branch = RESID_RMS / math.sqrt(2 * s["layers"])
     if kind == "embed_tokens":
@@ -416,8 +708,15 @@ def chunk_values(s, name, kind, rows, cols, r0, r1, chunk_idx):
     return v
 
 
-def write_tensor(s, w, name, kind, rows, cols, quant):
+def write_tensor(s, w, name, kind, rows, cols, quant, lead=None):
     fd = s["float_dtype"]
+    if s["zero"]:
+        w.write_zero(name)
+        if quant is not None:
+            w.write_zero(name[: -len(".weight")] + ".scales")
+            w.write_zero(name[: -len(".weight")] + ".biases")
+        return
+    rows *= lead or 1  # a stacked [lead, rows, cols] tensor is generated as [lead * rows, cols]
     if cols is None:
         w.write(name, stn.encode_float(chunk_values(s, name, kind, rows, None, 0, rows, 0), fd))
         return
@@ -455,6 +754,10 @@ def quant_block(s):
 
 
 def config_json(s):
+    if s["arch"] == "deepseek2":
+        return with_quant(s, config_deepseek2(s))
+    if s["arch"] == "gemma3":
+        return with_quant(s, config_gemma3(s))
     c = {
         "architectures": ["LlamaForCausalLM" if s["arch"] == "llama" else "Qwen2ForCausalLM"],
         "model_type": s["arch"],
@@ -493,6 +796,120 @@ def config_json(s):
     return c
 
 
+def with_quant(s, c):
+    if s["quantized"]:
+        c["quantization"] = quant_block(s)
+        c["quantization_config"] = quant_block(s)
+    return c
+
+
+def config_deepseek2(s):
+    """As DeepSeek-Coder-V2-Lite's config.json spells it."""
+    g = s["groups"]
+    c = {
+        "architectures": ["DeepseekV2ForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "auto_map": {"AutoConfig": "configuration_deepseek.DeepseekV2Config",
+                     "AutoModel": "modeling_deepseek.DeepseekV2Model",
+                     "AutoModelForCausalLM": "modeling_deepseek.DeepseekV2ForCausalLM"},
+        "aux_loss_alpha": 0.001,
+        "bos_token_id": s["bos"],
+        "eos_token_id": s["eos"],
+        "ep_size": 1,
+        "first_k_dense_replace": s["first_dense"],
+        "hidden_act": "silu",
+        "hidden_size": s["hidden"],
+        "initializer_range": 0.02,
+        "intermediate_size": s["intermediate"],
+        "kv_lora_rank": s["kv_lora"],
+        "max_position_embeddings": s["max_pos"],
+        "model_type": "deepseek_v2",
+        "moe_intermediate_size": s["moe_inter"],
+        "moe_layer_freq": s["moe_freq"],
+        "n_group": g[0] if g else 1,
+        "n_routed_experts": s["experts"],
+        "n_shared_experts": s["shared"],
+        "norm_topk_prob": s["norm_topk"],
+        "num_attention_heads": s["heads"],
+        "num_experts_per_tok": s["experts_used"],
+        "num_hidden_layers": s["layers"],
+        "num_key_value_heads": s["heads"],
+        "pretraining_tp": 1,
+        "q_lora_rank": s["q_lora"],
+        "qk_nope_head_dim": s["qk_nope"],
+        "qk_rope_head_dim": s["qk_rope"],
+        "rms_norm_eps": s["eps"],
+        "rope_scaling": s["rope_scaling"],
+        "rope_theta": s["rope_theta"],
+        "routed_scaling_factor": s["routed_scaling"],
+        "scoring_func": "softmax",
+        "seq_aux": True,
+        "tie_word_embeddings": s["tied"],
+        "topk_group": g[1] if g else 1,
+        "topk_method": "group_limited_greedy" if g else "greedy",
+        "torch_dtype": s["torch_dtype"],
+        "transformers_version": "4.39.3",
+        "use_cache": True,
+        "v_head_dim": s["v_head"],
+        "vocab_size": s["vocab"],
+    }
+    return c
+
+
+def gemma3_layer_types(s):
+    return ["full_attention" if (i + 1) % s["sliding_pattern"] == 0 else "sliding_attention"
+            for i in range(s["layers"])]
+
+
+def config_gemma3(s):
+    """As gemma-3-1b-it's config.json (text) or gemma-3-4b-it's (multimodal:
+    the text fields inside text_config) spell it."""
+    eos = [e for e in [s["eos"], 106] if e is not None and e < s["vocab"]]
+    t = {
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "attn_logit_softcapping": s["attn_softcap"],
+        "cache_implementation": "hybrid",
+        "final_logit_softcapping": s["final_softcap"],
+        "head_dim": s["head_dim"],
+        "hidden_activation": "gelu_pytorch_tanh",
+        "hidden_size": s["hidden"],
+        "initializer_range": 0.02,
+        "intermediate_size": s["intermediate"],
+        "max_position_embeddings": s["max_pos"],
+        "model_type": "gemma3_text",
+        "num_attention_heads": s["heads"],
+        "num_hidden_layers": s["layers"],
+        "num_key_value_heads": s["kv_heads"],
+        "pad_token_id": 0,
+        "query_pre_attn_scalar": s["qpas"],
+        "rms_norm_eps": s["eps"],
+        "rope_local_base_freq": s["rope_local"],
+        "rope_scaling": s["rope_scaling"],
+        "rope_theta": s["rope_theta"],
+        "sliding_window": s["sliding_window"],
+        "sliding_window_pattern": s["sliding_pattern"],
+        "torch_dtype": s["torch_dtype"],
+        "use_cache": True,
+        "vocab_size": s["vocab"],
+    }
+    if s["layer_types"]:
+        t["layer_types"] = gemma3_layer_types(s)
+    if not s["tied"]:
+        t["tie_word_embeddings"] = False
+    if not s["multimodal"]:
+        return dict(t, architectures=["Gemma3ForCausalLM"], bos_token_id=s["bos"], eos_token_id=eos,
+                    transformers_version="4.50.0.dev0")
+    return {"architectures": ["Gemma3ForConditionalGeneration"], "boi_token_index": 255999,
+            "bos_token_id": s["bos"], "eoi_token_index": 256000, "eos_token_id": eos,
+            "image_token_index": 262144, "initializer_range": 0.02, "mm_tokens_per_image": 256,
+            "model_type": "gemma3", "text_config": t, "torch_dtype": s["torch_dtype"],
+            "transformers_version": "4.50.0.dev0",
+            "vision_config": {"hidden_size": GEMMA_VISION_HIDDEN, "image_size": 896,
+                              "model_type": "siglip_vision_model", "patch_size": 14}}
+
+
 def generation_config_json(s):
     eos = s["eos_list"] if len(s["eos_list"]) > 1 else s["eos"]
     g = {"_from_model_config": True, "bos_token_id": s["bos"], "eos_token_id": eos,
@@ -512,7 +929,7 @@ def generate(s, out_dir, quiet, shown_dir):
     t0 = time.time()
     plan = tensor_plan(s)
     specs = tensor_specs(s, plan)
-    n_params = sum(r * (c or 1) for _, _, r, c, _ in plan)
+    n_params = sum(r * (c or 1) * (ld or 1) for _, _, r, c, _, ld in plan)
     nbytes = sum(stn.nbytes_of(d, sh) for _, d, sh in specs)
     verbose = not quiet and n_params > 20_000_000
     meta = {"format": "mlx" if s["quantized"] else "pt"}
@@ -525,8 +942,9 @@ def generate(s, out_dir, quiet, shown_dir):
     write_index = s["index"] == "always" or s["quantized"]
     with stn.ModelWriter(out_dir, specs, s["shards"], meta, write_index) as w:
         done = 0
-        for k, (name, kind, rows, cols, quant) in enumerate(plan):
-            write_tensor(s, w, name, kind, rows, cols, quant)
+        for k, (name, kind, rows, cols, quant, lead) in enumerate(plan):
+            write_tensor(s, w, name, kind, rows, cols, quant, lead)
+            rows *= lead or 1
             done += rows * (cols or 1)
             if verbose and (cols is not None and rows * cols >= 1_000_000):
                 log("[%3d/%d] %-45s %6.1f%%  %.1fs" % (k + 1, len(plan), name,

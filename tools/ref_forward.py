@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """ref_forward.py: run the numpy reference forward pass (semtools/reference.py,
-Hugging Face semantics for LlamaForCausalLM / Qwen2ForCausalLM, float64) on a
-model directory and write the logits, so the C engine's tests can compare.
+Hugging Face semantics for LlamaForCausalLM / Qwen2ForCausalLM, and
+semtools/ref_deepseek2.py, ref_gemma3.py for DeepseekV2ForCausalLM and Gemma 3;
+float64) on a model directory and write the logits, so the C engine's tests
+can compare.
 
 Output contract (stable; the engine's tests rely on it):
   --out FILE     raw little-endian float32 logits, [n_tokens][vocab] row-major
@@ -47,7 +49,7 @@ def parse_ids(text):
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="ref_forward.py",
-        description="Reference (numpy, float64) forward pass of a Llama/Qwen2 model "
+        description="Reference (numpy, float64) forward pass of a Llama/Qwen2/DeepSeek-V2/Gemma 3 model "
                     "directory, HF transformers semantics; MLX q4/q8 weights are "
                     "dequantized.",
         epilog="examples:\n"
@@ -94,7 +96,7 @@ def main(argv=None):
         return 2
     t0 = time.time()
     try:
-        model = reference.Model(a.model, np.float32 if a.f32_weights else None)
+        model = reference.open_model(a.model, np.float32 if a.f32_weights else None)
         cache = model.new_cache()
         logits = model.forward(ids, cache, last_only=a.last_only)
     except (reference.ModelError, OSError, KeyError) as e:

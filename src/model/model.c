@@ -13,11 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Tensors real checkpoints carry that the forward pass does not use. */
-static bool is_ignorable(const char *name)
+static bool has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+
+/* Tensors real checkpoints carry that the forward pass does not use: rope
+ * buffers, and the vision tower of a Gemma 3 image-text checkpoint (we
+ * serve its text model). */
+static bool is_ignorable(const model *m, const char *name)
 {
     size_t n = strlen(name);
-    return n >= 22 && !strcmp(name + n - 22, "rotary_emb.inv_freq");
+    if (n >= 22 && !strcmp(name + n - 22, "rotary_emb.inv_freq")) return true;
+    if (strcmp(m->spec.arch_name, "Gemma3ForConditionalGeneration") != 0) return false;
+    return has_prefix(name, "vision_tower.") || has_prefix(name, "multi_modal_projector.") ||
+           has_prefix(name, "model.vision_tower.") || has_prefix(name, "model.multi_modal_projector.");
 }
 
 static sem_status find_tensor(model *m, const char *name, const st_tensor **out, sem_err *err)
@@ -29,17 +36,33 @@ static sem_status find_tensor(model *m, const char *name, const st_tensor **out,
     return SEM_OK;
 }
 
+static void shape_text(const st_tensor *t, char *got, size_t cap)
+{
+    size_t o = 0;
+    got[0] = '\0';
+    for (int i = 0; i < t->n_dims && o < cap - 24; i++)
+        o += (size_t)snprintf(got + o, cap - o, "%s%" PRIu64, i ? ", " : "", t->shape[i]);
+}
+
 static sem_status expect_shape(const st_tensor *t, uint64_t d0, uint64_t d1, sem_err *err)
 {
     int want_dims = d1 ? 2 : 1;
     if (t->n_dims == want_dims && t->shape[0] == d0 && (!d1 || t->shape[1] == d1)) return SEM_OK;
-    char got[96] = "";
-    size_t o = 0;
-    for (int i = 0; i < t->n_dims && o < sizeof got - 24; i++)
-        o += (size_t)snprintf(got + o, sizeof got - o, "%s%" PRIu64, i ? ", " : "", t->shape[i]);
+    char got[96];
+    shape_text(t, got, sizeof got);
     if (d1)
         return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' has shape [%s], expected [%" PRIu64 ", %" PRIu64 "]", t->file, t->name, got, d0, d1);
     return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' has shape [%s], expected [%" PRIu64 "]", t->file, t->name, got, d0);
+}
+
+/* A stacked [d0][d1][d2] tensor (MLX switch_mlp experts). */
+static sem_status expect_shape3(const st_tensor *t, uint64_t d0, uint64_t d1, uint64_t d2, sem_err *err)
+{
+    if (t->n_dims == 3 && t->shape[0] == d0 && t->shape[1] == d1 && t->shape[2] == d2) return SEM_OK;
+    char got[96];
+    shape_text(t, got, sizeof got);
+    return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' has shape [%s], expected [%" PRIu64 ", %" PRIu64 ", %" PRIu64 "]",
+                    t->file, t->name, got, d0, d1, d2);
 }
 
 static bool float_dtype(st_dtype d, kn_dtype *out)
@@ -135,11 +158,110 @@ sem_status model_bind_vector(model *m, const char *name, size_t n, float **out, 
     return SEM_OK;
 }
 
+bool model_has_tensor(const model *m, const char *name) { return st_set_index(m->tensors, name) >= 0; }
+
+/* ---- experts ----------------------------------------------------------- */
+
+static size_t dtype_bytes(kn_dtype d) { return d == KN_F32 ? 4 : 2; }
+
+/* Expert e's [rows][cols] slice of a stacked weight: every part of the
+ * layout advances by whole rows. */
+static kn_weight expert_view(const kn_weight *all, size_t e, size_t rows)
+{
+    kn_weight w = *all;
+    const uint8_t *d = all->data;
+    w.rows = rows;
+    if (all->bits) {
+        size_t groups = all->cols / (size_t)all->group_size, sb = dtype_bytes(all->scale_dtype);
+        w.data = d + e * rows * (all->cols * (size_t)all->bits / 32) * 4;
+        w.scales = (const uint8_t *)all->scales + e * rows * groups * sb;
+        w.biases = (const uint8_t *)all->biases + e * rows * groups * sb;
+    } else {
+        w.data = d + e * rows * all->cols * dtype_bytes(all->dtype);
+    }
+    return w;
+}
+
+static sem_status bind_stacked_quantized(model *m, const char *name, size_t E, size_t rows, size_t cols, int bits,
+                                         int gs, kn_weight *out, sem_err *err)
+{
+    char key[512];
+    const st_tensor *w, *s, *b;
+    sem_status st;
+    snprintf(key, sizeof key, "%s.weight", name);
+    if ((st = find_tensor(m, key, &w, err))) return st;
+    if (w->dtype != ST_U32)
+        return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' is %s but config.json's quantization block says %d-bit MLX (U32-packed); the quantization block disagrees with the tensors", w->file, key, st_dtype_name(w->dtype), bits);
+    if (cols % (size_t)gs != 0)
+        return sem_errf(err, SEM_ECORRUPT, "%s: module '%s' has %zu input features, not a multiple of group_size %d", m->dir, name, cols, gs);
+    if ((st = expect_shape3(w, E, rows, cols * (size_t)bits / 32, err))) return st;
+    snprintf(key, sizeof key, "%s.scales", name);
+    if ((st = find_tensor(m, key, &s, err)) || (st = expect_shape3(s, E, rows, cols / (size_t)gs, err))) return st;
+    snprintf(key, sizeof key, "%s.biases", name);
+    if ((st = find_tensor(m, key, &b, err)) || (st = expect_shape3(b, E, rows, cols / (size_t)gs, err))) return st;
+    kn_dtype sd;
+    if (!float_dtype(s->dtype, &sd) || b->dtype != s->dtype)
+        return sem_errf(err, SEM_ECORRUPT, "%s: scales/biases of '%s' must share one float dtype (got %s and %s)", s->file, name, st_dtype_name(s->dtype), st_dtype_name(b->dtype));
+    *out = (kn_weight){.dtype = bits == 4 ? KN_Q4 : KN_Q8, .rows = E * rows, .cols = cols, .data = w->data,
+                       .scales = s->data, .biases = b->data, .scale_dtype = sd, .group_size = gs, .bits = bits};
+    m->weight_bytes += w->n_bytes + s->n_bytes + b->n_bytes;
+    m->n_quantized++;
+    return SEM_OK;
+}
+
+static sem_status bind_stacked(model *m, const char *name, size_t E, size_t rows, size_t cols, kn_weight *out,
+                               sem_err *err)
+{
+    int bits, gs;
+    char key[512];
+    model_spec_module_quant(&m->spec, name, &bits, &gs);
+    snprintf(key, sizeof key, "%s.scales", name);
+    if (bits && st_set_index(m->tensors, key) < 0) bits = 0; /* a float module (see model_bind_matrix) */
+    if (bits) return bind_stacked_quantized(m, name, E, rows, cols, bits, gs, out, err);
+    const st_tensor *t;
+    kn_dtype d;
+    sem_status st;
+    snprintf(key, sizeof key, "%s.weight", name);
+    if ((st = find_tensor(m, key, &t, err))) return st;
+    if (!float_dtype(t->dtype, &d))
+        return sem_errf(err, SEM_ECORRUPT, "%s: tensor '%s' is %s, but config.json has no quantization block for it (expected F32, F16 or BF16)", t->file, key, st_dtype_name(t->dtype));
+    if ((st = expect_shape3(t, E, rows, cols, err))) return st;
+    *out = (kn_weight){.dtype = d, .rows = E * rows, .cols = cols, .data = t->data};
+    m->weight_bytes += t->n_bytes;
+    return SEM_OK;
+}
+
+sem_status model_bind_experts(model *m, const char *mlp, const char *proj, size_t n_experts, size_t rows,
+                              size_t cols, kn_weight *out, sem_err *err)
+{
+    char name[384];
+    uint64_t before = m->weight_bytes;
+    sem_status st = SEM_OK;
+    snprintf(name, sizeof name, "%s.switch_mlp.%s.weight", mlp, proj);
+    if (st_set_index(m->tensors, name) >= 0) {
+        kn_weight all = {0};
+        snprintf(name, sizeof name, "%s.switch_mlp.%s", mlp, proj);
+        if ((st = bind_stacked(m, name, n_experts, rows, cols, &all, err))) return st;
+        for (size_t e = 0; e < n_experts; e++) out[e] = expert_view(&all, e, rows);
+        m->n_params += (uint64_t)n_experts * rows * cols;
+        if (cols > m->max_cols) m->max_cols = cols;
+        m->matrix_bytes += m->weight_bytes - before;
+    } else {
+        for (size_t e = 0; e < n_experts && !st; e++) {
+            snprintf(name, sizeof name, "%s.experts.%zu.%s", mlp, e, proj);
+            st = model_bind_matrix(m, name, rows, cols, &out[e], err);
+        }
+        if (st) return st;
+    }
+    m->expert_bytes += m->weight_bytes - before;
+    return SEM_OK;
+}
+
 static sem_status check_all_bound(model *m, sem_err *err)
 {
     for (size_t i = 0; i < st_set_n_tensors(m->tensors); i++) {
         const st_tensor *t = st_set_tensor(m->tensors, i);
-        if (!m->bound[i] && !is_ignorable(t->name))
+        if (!m->bound[i] && !is_ignorable(m, t->name))
             return sem_errf(err, SEM_ECORRUPT, "%s: unexpected tensor '%s' (not part of %s as configured)", t->file, t->name, m->spec.arch_name);
     }
     return SEM_OK;
@@ -157,12 +279,15 @@ sem_status model_load(const char *dir, model **out, sem_err *err)
     m->ops = model_arch_ops_find(m->spec.arch);
     if ((st = st_set_open_dir(dir, &m->tensors, err))) goto fail;
     m->bound = sem_calloc(st_set_n_tensors(m->tensors) + 1, sizeof *m->bound);
-    m->rope_inv_freq = sem_calloc((size_t)m->spec.head_dim / 2, sizeof *m->rope_inv_freq);
-    if (!m->bound || !m->rope_inv_freq) {
+    m->rope_inv_freq = sem_calloc((size_t)m->spec.rope_dim / 2, sizeof *m->rope_inv_freq);
+    m->rope_inv_freq_local = sem_calloc((size_t)m->spec.rope_dim / 2, sizeof *m->rope_inv_freq_local);
+    if (!m->bound || !m->rope_inv_freq || !m->rope_inv_freq_local) {
         st = sem_errf(err, SEM_ENOMEM, "%s: out of memory", dir);
         goto fail;
     }
-    model_spec_rope_inv_freq(&m->spec, m->rope_inv_freq);
+    model_spec_rope_inv_freq(&m->spec, false, m->rope_inv_freq);
+    if (m->spec.sliding_window > 0) model_spec_rope_inv_freq(&m->spec, true, m->rope_inv_freq_local);
+    snprintf(m->prefix, sizeof m->prefix, "model.");
     if ((st = m->ops->bind(m, err)) || (st = check_all_bound(m, err))) goto fail;
     if (m->spec.quant_bits && m->n_quantized == 0) {
         st = sem_errf(err, SEM_ECORRUPT, "%s: config.json's quantization block says %d-bit, but no tensor has scales and biases; the quantization block disagrees with the tensors", dir, m->spec.quant_bits);
@@ -186,11 +311,21 @@ void model_destroy(model *m)
             free(L->bq);
             free(L->bk);
             free(L->bv);
+            free(L->q_norm);
+            free(L->k_norm);
+            free(L->attn_post_norm);
+            free(L->ffn_post_norm);
+            free(L->q_a_norm);
+            free(L->kv_a_norm);
+            free(L->exp_gate);
+            free(L->exp_up);
+            free(L->exp_down);
         }
     }
     free(m->layers);
     free(m->final_norm);
     free(m->rope_inv_freq);
+    free(m->rope_inv_freq_local);
     free(m->bound);
     st_set_close(m->tensors);
     model_spec_fini(&m->spec);
@@ -209,7 +344,11 @@ uint64_t model_decode_bytes_per_token(const model *m)
 {
     /* Every matrix is read once. A tied embedding is read whole as the
      * lm_head; an untied one only one row per token (negligible). */
-    return m->spec.tied_embeddings ? m->matrix_bytes : m->matrix_bytes - m->embed_bytes;
+    uint64_t b = m->spec.tied_embeddings ? m->matrix_bytes : m->matrix_bytes - m->embed_bytes;
+    /* A token reads only its n_experts_used of each MoE layer's experts. */
+    if (m->spec.n_experts > 0)
+        b -= m->expert_bytes - m->expert_bytes / (uint64_t)m->spec.n_experts * (uint64_t)m->spec.n_experts_used;
+    return b;
 }
 
 static uint64_t fnv(uint64_t h, const void *data, size_t n)
@@ -244,11 +383,32 @@ static const char *weight_format(const kn_weight *w, char *out, size_t cap)
     return out;
 }
 
+static void describe_family(const model *m, FILE *f)
+{
+    const model_spec *s = &m->spec;
+    if (s->kv_lora_rank > 0)
+        fprintf(f, "mla:            q_lora_rank %d, kv_lora_rank %d, qk_nope %d + qk_rope %d (interleaved), v_head_dim %d, softmax scale %g, rope attn factor %g\n",
+                s->q_lora_rank, s->kv_lora_rank, s->qk_nope_dim, s->qk_rope_dim, s->v_head_dim, (double)s->attn_scale, (double)s->rope_attn_factor);
+    if (s->n_experts > 0)
+        fprintf(f, "moe:            %d routed experts, %d per token (%s%s, scaling %g), %d shared, intermediate %d, first %d layer(s) dense, every %d\n",
+                s->n_experts, s->n_experts_used, s->n_expert_groups > 1 ? "group-limited greedy" : "greedy",
+                s->norm_topk_prob ? ", renormalized" : "", (double)s->routed_scaling, s->n_shared_experts, s->moe_intermediate,
+                s->first_dense, s->moe_layer_freq);
+    if (s->sliding_window > 0) {
+        int n = 0;
+        for (int32_t l = 0; l < s->n_layers; l++) n += s->layer_sliding[l];
+        fprintf(f, "attention:      %d sliding-window layers (window %d, rope base %g), %d global; scale %g, softcap attn %g final %g\n",
+                n, s->sliding_window, (double)s->rope_local_theta, s->n_layers - n, (double)s->attn_scale,
+                (double)s->attn_softcap, (double)s->final_softcap);
+        fprintf(f, "gemma:          (1 + w) RMSNorm, q/k norms, sandwich norms, gelu-tanh MLP, embeddings x %g\n", (double)s->embed_scale);
+    }
+}
+
 void model_describe(const model *m, FILE *f)
 {
     const model_spec *s = &m->spec;
     char b1[64], b2[64], b3[64];
-    static const char *const rope_names[] = {"none", "linear", "llama3"};
+    static const char *const rope_names[] = {"none", "linear", "llama3", "yarn"};
     fprintf(f, "model:          %s\n", m->dir);
     fprintf(f, "architecture:   %s (model_type %s)\n", s->arch_name, s->model_type);
     fprintf(f, "layers:         %d\n", s->n_layers);
@@ -260,6 +420,7 @@ void model_describe(const model *m, FILE *f)
     fprintf(f, "\nnorm:           rms, eps %g\n", (double)s->rms_eps);
     fprintf(f, "embeddings:     %s\n", s->tied_embeddings ? "tied (lm_head = embed_tokens)" : "separate lm_head");
     fprintf(f, "q/k/v bias:     %s\n", s->qkv_bias ? "yes" : "no");
+    describe_family(m, f);
     if (s->quant_bits) fprintf(f, "quantization:   MLX affine %d-bit, group %d, %zu module overrides\n", s->quant_bits, s->quant_group_size, s->n_quant_overrides);
     else fprintf(f, "quantization:   none\n");
     fprintf(f, "formats:        embed %s, attention %s, mlp %s\n", weight_format(&m->embed, b1, sizeof b1),

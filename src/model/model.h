@@ -27,18 +27,29 @@
 #define MODEL_MAX_VOCAB 4194304
 #define MODEL_MAX_EOS 16
 #define MODEL_MAX_QUANT_OVERRIDES 4096
+#define MODEL_MAX_EXPERTS 1024      /* n_routed_experts */
+#define MODEL_MAX_EXPERTS_USED 64   /* num_experts_per_tok */
 #define MODEL_CONFIG_MAX_BYTES (4u * 1024u * 1024u)
 
 typedef enum model_arch {
     MODEL_ARCH_LLAMA = 0, /* LlamaForCausalLM, MistralForCausalLM */
     MODEL_ARCH_QWEN2,     /* Qwen2ForCausalLM: Llama + q/k/v biases */
+    MODEL_ARCH_DEEPSEEK2, /* DeepseekV2ForCausalLM: MLA attention + MoE */
+    MODEL_ARCH_GEMMA3,    /* Gemma3ForCausalLM, and the text model of
+                             Gemma3ForConditionalGeneration */
 } model_arch;
 
 typedef enum model_rope_scaling {
     MODEL_ROPE_NONE = 0,
     MODEL_ROPE_LINEAR,
     MODEL_ROPE_LLAMA3,
+    MODEL_ROPE_YARN, /* DeepSeek-V2: YaRN with mscale / mscale_all_dim */
 } model_rope_scaling;
+
+typedef enum model_act {
+    MODEL_ACT_SILU = 0,  /* silu(gate) * up */
+    MODEL_ACT_GELU_TANH, /* gelu_pytorch_tanh(gate) * up (Gemma) */
+} model_act;
 
 /* One MLX per-module quantization override ("model.layers.0.mlp.down_proj":
  * {"bits": 8, "group_size": 64}, or false for an unquantized module). */
@@ -56,8 +67,9 @@ typedef struct model_spec {
     int32_t hidden;         /* hidden_size */
     int32_t n_heads;
     int32_t n_kv_heads;
-    int32_t head_dim;       /* explicit head_dim, or hidden / n_heads */
-    int32_t v_head_dim;     /* = head_dim for Llama/Qwen2 */
+    int32_t head_dim;       /* explicit head_dim, or hidden / n_heads;
+                               DeepSeek-V2: qk_nope + qk_rope (K heads) */
+    int32_t v_head_dim;     /* = head_dim except DeepSeek-V2 (V heads) */
     int32_t intermediate;   /* intermediate_size */
     int32_t vocab;
     int32_t max_pos;        /* max_position_embeddings */
@@ -75,6 +87,45 @@ typedef struct model_spec {
     int quant_group_size;
     model_quant_override *quant_overrides; /* owned; n_quant_overrides entries */
     size_t n_quant_overrides;
+    model_act act;               /* MLP activation */
+    int32_t rope_dim;            /* dims rotated per head: head_dim, or
+                                    qk_rope_head_dim for DeepSeek-V2 */
+    bool rope_interleaved;       /* pairs (2i, 2i+1) rotate (DeepSeek-V2);
+                                    else rotate-half (i, i + rope_dim/2) */
+    float attn_scale;            /* softmax scale of q.k (derived) */
+    float rope_attn_factor;      /* cos/sin factor (YaRN mscale; else 1) */
+    /* YaRN (rope_scaling type "yarn"); rope_orig_max_pos is shared. */
+    float rope_beta_fast, rope_beta_slow, rope_mscale, rope_mscale_all_dim;
+    /* DeepSeek-V2: multi-head latent attention (0 elsewhere). K heads are
+     * [qk_nope | qk_rope] = head_dim; V heads are v_head_dim. */
+    int32_t q_lora_rank;         /* 0 = q_proj straight from hidden */
+    int32_t kv_lora_rank;
+    int32_t qk_nope_dim;         /* qk_nope_head_dim */
+    int32_t qk_rope_dim;         /* qk_rope_head_dim (= rope_dim) */
+    /* DeepSeek-V2: mixture of experts (n_experts 0 = dense model). Layer l
+     * is MoE when l >= first_dense and l % moe_layer_freq == 0. */
+    int32_t n_experts;           /* n_routed_experts */
+    int32_t n_experts_used;      /* num_experts_per_tok (top k) */
+    int32_t n_shared_experts;    /* their MLP is moe_intermediate * n_shared */
+    int32_t moe_intermediate;    /* moe_intermediate_size */
+    int32_t first_dense;         /* first_k_dense_replace */
+    int32_t moe_layer_freq;
+    int32_t n_expert_groups;     /* group_limited_greedy: n_group (else 1) */
+    int32_t n_groups_used;       /* topk_group (else 1) */
+    bool norm_topk_prob;         /* renormalize the top-k weights (k > 1) */
+    float routed_scaling;        /* routed_scaling_factor (when not normalized) */
+    /* Gemma 3: hybrid attention, norms and scalings (defaults elsewhere). */
+    float norm_offset;           /* RMSNorm multiplies by (norm_offset + w):
+                                    1 for Gemma, 0 otherwise */
+    float embed_scale;           /* embeddings are multiplied by this (1 or
+                                    sqrt(hidden) rounded as the checkpoint does) */
+    float rope_local_theta;      /* rope base of sliding layers (rope_local_base_freq) */
+    int32_t sliding_window;      /* window of sliding layers, tokens (0: none) */
+    bool layer_sliding[MODEL_MAX_LAYERS]; /* layer l uses the window */
+    bool qk_norm;                /* per-head RMSNorm of q and k (Gemma 3) */
+    bool sandwich_norms;         /* post-attention and post-feedforward norms */
+    float attn_softcap;          /* attn_logit_softcapping (0 = none) */
+    float final_softcap;         /* final_logit_softcapping (0 = none) */
     int32_t bos_id;                 /* -1 if none */
     int32_t eos_ids[MODEL_MAX_EOS]; /* from config.json eos_token_id */
     int n_eos;
@@ -89,10 +140,18 @@ sem_status model_spec_parse(const struct json_t *cfg, const char *what, model_sp
 void model_spec_fini(model_spec *s); /* frees overrides */
 /* The bits/group of one module ("model.layers.3.mlp.up_proj"). */
 void model_spec_module_quant(const model_spec *s, const char *module, int *bits, int *group_size);
-/* RoPE inverse frequencies with rope scaling folded in: head_dim/2 floats. */
-void model_spec_rope_inv_freq(const model_spec *s, float *out);
+/* RoPE inverse frequencies with rope scaling folded in: rope_dim/2 floats.
+ * local: the frequencies of sliding-window layers (Gemma 3: base
+ * rope_local_theta, no scaling); otherwise those of global layers. */
+void model_spec_rope_inv_freq(const model_spec *s, bool local, float *out);
+/* Whether layer l is a MoE layer (DeepSeek-V2). */
+bool model_spec_layer_is_moe(const model_spec *s, int32_t l);
 
-/* What the KV cache of this model looks like; the cache tag derives from it. */
+/* What the KV cache of this model looks like; the cache tag derives from it
+ * (through the fingerprint, which hashes the architecture and this).
+ * DeepSeek-V2 stores full per-head K (qk_nope + qk_rope dims, the rope part
+ * de-interleaved) and V (v_head_dim): n_kv_heads = n_heads. Gemma 3 stores
+ * every position for every layer; sliding layers only read the window. */
 typedef struct model_kv_geometry {
     int32_t n_layers, n_kv_heads, head_dim, v_head_dim;
 } model_kv_geometry;

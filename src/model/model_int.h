@@ -21,6 +21,26 @@ typedef struct model_layer {
     kn_weight w_gate;                 /* [intermediate][hidden] */
     kn_weight w_up;                   /* [intermediate][hidden] */
     kn_weight w_down;                 /* [hidden][intermediate] */
+    /* Gemma 3 */
+    bool sliding;                     /* attends to the last sliding_window positions */
+    float *q_norm, *k_norm;           /* owned [head_dim] per-head norms */
+    float *attn_post_norm;            /* owned [hidden] post_attention_layernorm */
+    float *ffn_post_norm;             /* owned [hidden] post_feedforward_layernorm
+                                         (ffn_norm is pre_feedforward_layernorm) */
+    /* DeepSeek-V2 multi-head latent attention (wq is q_proj, or q_b_proj
+     * after wq_a when q_lora_rank > 0) */
+    kn_weight wq_a;                   /* [q_lora_rank][hidden] */
+    float *q_a_norm;                  /* owned [q_lora_rank] */
+    kn_weight wkv_a;                  /* [kv_lora_rank + qk_rope][hidden] kv_a_proj_with_mqa */
+    float *kv_a_norm;                 /* owned [kv_lora_rank] */
+    kn_weight wkv_b;                  /* [n_heads * (qk_nope + v_head_dim)][kv_lora_rank] */
+    /* DeepSeek-V2 mixture of experts (w_gate/w_up/w_down: the dense MLP) */
+    bool moe;
+    kn_weight router;                 /* [n_experts][hidden] mlp.gate (float) */
+    kn_weight *exp_gate, *exp_up;     /* owned arrays [n_experts] of views, [moe_inter][hidden] */
+    kn_weight *exp_down;              /* owned array [n_experts], [hidden][moe_inter] */
+    kn_weight sh_gate, sh_up;         /* shared experts [moe_inter * n_shared][hidden] */
+    kn_weight sh_down;                /* [hidden][moe_inter * n_shared] */
 } model_layer;
 
 typedef struct model_arch_ops model_arch_ops;
@@ -34,7 +54,9 @@ struct model {
     kn_weight lm_head;         /* [vocab][hidden]; == embed when tied */
     float *final_norm;         /* owned [hidden] */
     model_layer *layers;       /* owned [n_layers] */
-    float *rope_inv_freq;      /* owned [head_dim / 2], scaling folded in */
+    float *rope_inv_freq;      /* owned [rope_dim / 2], scaling folded in */
+    float *rope_inv_freq_local;/* owned [rope_dim / 2]: sliding layers (Gemma 3) */
+    char prefix[32];           /* decoder tensors: prefix + "layers.N..." */
     const model_arch_ops *ops; /* the family's bind and forward */
     uint64_t n_params;
     uint64_t weight_bytes;     /* bytes of bound tensor data */
@@ -42,6 +64,7 @@ struct model {
     uint64_t embed_bytes;      /* bytes of the embedding matrix */
     size_t max_cols;
     size_t n_quantized;        /* matrices bound as MLX-quantized */
+    uint64_t expert_bytes;     /* bytes of all routed experts (MoE) */
 };
 
 /* Scratch activations for up to max_tokens tokens per forward call.
@@ -59,6 +82,20 @@ struct model_run {
     float *up;            /* [T][intermediate] */
     float *logits;        /* [logit_rows][vocab] */
     int32_t *pos;         /* [T] position of each token */
+    /* DeepSeek-V2 only (NULL otherwise) */
+    float *lat;           /* [T][max(kv_lora + qk_rope, q_lora)] compressed q or kv */
+    float *latn;          /* [T][max(kv_lora, q_lora)] its normed part */
+    float *kvb;           /* [T][n_heads * (qk_nope + v_head_dim)] */
+    float *router;        /* [T][n_experts] router scores */
+    int32_t *route_ids;   /* [T][n_experts_used] chosen experts */
+    float *route_w;       /* [T][n_experts_used] their weights */
+    int32_t *exp_rows;    /* [T * n_experts_used] (token, slot) lists by expert */
+    int32_t *exp_count;   /* [n_experts + 1] list offsets */
+    int32_t *exp_cursor;  /* [n_experts] fill positions */
+    float *ex_x;          /* [T][hidden] rows routed to one expert */
+    float *ex_gate;       /* [T][moe_intermediate] */
+    float *ex_up;         /* [T][moe_intermediate] */
+    float *moe_out;       /* [T][hidden] routed sum */
 };
 
 /* A family's hooks: bind every tensor into the structs above, then run a
@@ -80,6 +117,32 @@ sem_status model_bind_matrix(model *m, const char *name, size_t rows, size_t col
                              sem_err *err);
 /* Binds tensor `name` as an [n] vector converted to owned f32. */
 sem_status model_bind_vector(model *m, const char *name, size_t n, float **out, sem_err *err);
+/* Binds n_experts [rows][cols] expert matrices of projection `proj`
+ * ("gate_proj") under `mlp` ("model.layers.3.mlp"): either MLX's stacked
+ * `mlp.switch_mlp.proj` ([n_experts][rows][cols], float or quantized) or
+ * Hugging Face's `mlp.experts.E.proj`, one per expert. out[n_experts]. */
+sem_status model_bind_experts(model *m, const char *mlp, const char *proj, size_t n_experts, size_t rows,
+                              size_t cols, kn_weight *out, sem_err *err);
+/* True when the model files hold tensor `name`. */
+bool model_has_tensor(const model *m, const char *name);
+
+/* Shared pieces of the forward pass (arch/common.c). */
+/* Looks up every sequence's tokens into r->x (times spec embed_scale),
+ * filling r->pos; returns the total token count T. */
+size_t model_embed_batch(const model *m, model_run *r, const model_seq *seqs, size_t n_seqs);
+/* Final norm, lm_head and (when configured) final softcapping for the rows
+ * that want logits. */
+void model_logits_batch(const model *m, kn_ctx *kc, model_run *r, model_seq *seqs, size_t n_seqs);
+/* Layer l's KV view for sequence sq. */
+kn_kv_view model_seq_layer_kv(const model_seq *sq, int32_t l);
+/* rmsnorm over T rows of n. */
+void model_rmsnorm_rows(float *out, const float *x, const float *w, size_t T, size_t n, float eps,
+                        float w_offset);
+
+sem_status model_deepseek2_bind(model *m, sem_err *err);
+void model_deepseek2_forward(const model *m, kn_ctx *kc, model_run *run, model_seq *seqs, size_t n_seqs);
+sem_status model_gemma3_bind(model *m, sem_err *err);
+void model_gemma3_forward(const model *m, kn_ctx *kc, model_run *run, model_seq *seqs, size_t n_seqs);
 
 /* Shared pieces of the Llama-family forward pass (arch/llama.c). */
 void model_llama_forward(const model *m, kn_ctx *kc, model_run *run, model_seq *seqs, size_t n_seqs);

@@ -6,6 +6,33 @@
 
 enum { LOGIT_ROWS_MAX = 16 };
 
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+/* The MLA and MoE scratch of DeepSeek-V2. */
+static bool alloc_deepseek2(const model_spec *s, model_run *r)
+{
+    size_t T = r->max_tokens, q_lora = (size_t)s->q_lora_rank, kv_lora = (size_t)s->kv_lora_rank;
+    size_t kvb = (size_t)s->n_heads * (size_t)(s->qk_nope_dim + s->v_head_dim);
+    size_t E = (size_t)s->n_experts, k = (size_t)s->n_experts_used, mi = (size_t)s->moe_intermediate;
+    r->lat = sem_alloc_aligned(T * max_sz(kv_lora + (size_t)s->qk_rope_dim, q_lora) * sizeof(float));
+    r->latn = sem_alloc_aligned(T * max_sz(kv_lora, q_lora) * sizeof(float));
+    r->kvb = sem_alloc_aligned(T * kvb * sizeof(float));
+    if (!r->lat || !r->latn || !r->kvb) return false;
+    if (E == 0) return true;
+    r->router = sem_alloc_aligned(T * E * sizeof(float));
+    r->route_ids = sem_calloc(T * k, sizeof *r->route_ids);
+    r->route_w = sem_calloc(T * k, sizeof *r->route_w);
+    r->exp_rows = sem_calloc(T * k, sizeof *r->exp_rows);
+    r->exp_count = sem_calloc(E + 1, sizeof *r->exp_count);
+    r->exp_cursor = sem_calloc(E, sizeof *r->exp_cursor);
+    r->ex_x = sem_alloc_aligned(T * (size_t)s->hidden * sizeof(float));
+    r->ex_gate = sem_alloc_aligned(T * mi * sizeof(float));
+    r->ex_up = sem_alloc_aligned(T * mi * sizeof(float));
+    r->moe_out = sem_alloc_aligned(T * (size_t)s->hidden * sizeof(float));
+    return r->router && r->route_ids && r->route_w && r->exp_rows && r->exp_count && r->exp_cursor && r->ex_x && r->ex_gate &&
+           r->ex_up && r->moe_out;
+}
+
 sem_status model_run_create(const model *m, size_t max_tokens, model_run **out, sem_err *err)
 {
     const model_spec *s = &m->spec;
@@ -25,11 +52,15 @@ sem_status model_run_create(const model *m, size_t max_tokens, model_run **out, 
     r->k = sem_alloc_aligned(T * kv_dim * sizeof(float));
     r->v = sem_alloc_aligned(T * v_dim * sizeof(float));
     r->att = sem_alloc_aligned(T * att_dim * sizeof(float));
-    r->gate = sem_alloc_aligned(T * (size_t)s->intermediate * sizeof(float));
-    r->up = sem_alloc_aligned(T * (size_t)s->intermediate * sizeof(float));
+    size_t inter = (size_t)s->intermediate, shared = (size_t)s->moe_intermediate * (size_t)s->n_shared_experts;
+    if (shared > inter) inter = shared;
+    r->gate = sem_alloc_aligned(T * inter * sizeof(float));
+    r->up = sem_alloc_aligned(T * inter * sizeof(float));
     r->logits = sem_alloc_aligned(r->logit_rows * (size_t)s->vocab * sizeof(float));
     r->pos = sem_calloc(T, sizeof *r->pos);
-    if (!r->x || !r->xb || !r->q || !r->k || !r->v || !r->att || !r->gate || !r->up || !r->logits || !r->pos) {
+    bool ok = r->x && r->xb && r->q && r->k && r->v && r->att && r->gate && r->up && r->logits && r->pos;
+    if (ok && (s->kv_lora_rank > 0 || s->n_experts > 0)) ok = alloc_deepseek2(s, r);
+    if (!ok) {
         model_run_destroy(r);
         return sem_errf(err, SEM_ENOMEM, "model_run: out of memory for %zu tokens", T);
     }
@@ -50,6 +81,19 @@ void model_run_destroy(model_run *r)
     sem_free_aligned(r->up);
     sem_free_aligned(r->logits);
     free(r->pos);
+    sem_free_aligned(r->lat);
+    sem_free_aligned(r->latn);
+    sem_free_aligned(r->kvb);
+    sem_free_aligned(r->router);
+    free(r->route_ids);
+    free(r->route_w);
+    free(r->exp_rows);
+    free(r->exp_count);
+    free(r->exp_cursor);
+    sem_free_aligned(r->ex_x);
+    sem_free_aligned(r->ex_gate);
+    sem_free_aligned(r->ex_up);
+    sem_free_aligned(r->moe_out);
     free(r);
 }
 

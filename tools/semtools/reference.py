@@ -1,6 +1,8 @@
 """reference: an independent numpy forward pass for LlamaForCausalLM and
 Qwen2ForCausalLM, following Hugging Face transformers' semantics, used to
-check Semantic's C engine.
+check Semantic's C engine. open_model() also serves DeepseekV2ForCausalLM
+(ref_deepseek2.py) and Gemma 3 (ref_gemma3.py), which reuse this file's
+weight loading, attend() and greedy decoding.
 
 What it computes (all in float64):
   x = embed_tokens[ids]
@@ -323,6 +325,52 @@ class Model:
             if i + 1 < n_steps:
                 logit = self.forward([t], cache, last_only=True)[-1]
         return ids, np.array(steps).reshape(n_steps, self.vocab)
+
+
+def attend(q, k, v, pos0, scale, window=None, softcap=None):
+    """Causal attention, HF eager semantics. q [T, nh, dk] at positions
+    pos0.., k [S, nkv, dk], v [S, nkv, dv] (S = pos0 + T); head i reads kv
+    head i // (nh / nkv). scores = q.k * scale, then softcap * tanh(s /
+    softcap) when softcap, then the mask: key j is visible to query i when
+    j <= i and, with a window, j > i - window. Returns [T, nh * dv]."""
+    T, nh, dk = q.shape
+    S, nkv, dv = v.shape
+    rep = nh // nkv
+    qg = q.reshape(T, nkv, rep, dk)
+    out = np.empty((T, nkv, rep, dv))
+    for t0 in range(0, T, Q_BLOCK):
+        t1 = min(T, t0 + Q_BLOCK)
+        sc = np.einsum("tgrd,sgd->grts", qg[t0:t1], k) * scale
+        if softcap:
+            sc = softcap * np.tanh(sc / softcap)
+        qpos = pos0 + np.arange(t0, t1)
+        kpos = np.arange(S)[None, :]
+        mask = kpos > qpos[:, None]
+        if window:
+            mask |= kpos <= qpos[:, None] - window
+        sc = np.where(mask[None, None], -np.inf, sc)
+        sc = sc - sc.max(axis=-1, keepdims=True)
+        p = np.exp(sc)
+        p /= p.sum(axis=-1, keepdims=True)
+        out[t0:t1] = np.einsum("grts,sgd->tgrd", p, v)
+    return out.reshape(T, nh * dv)
+
+
+def read_config(path):
+    with open(os.path.join(str(path), "config.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def open_model(path, dtype=None):
+    """The reference model for any supported family (by config.json)."""
+    archs = read_config(path).get("architectures") or []
+    if "DeepseekV2ForCausalLM" in archs:
+        from . import ref_deepseek2
+        return ref_deepseek2.DeepseekV2(path, dtype)
+    if set(archs) & {"Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}:
+        from . import ref_gemma3
+        return ref_gemma3.Gemma3(path, dtype)
+    return Model(path, dtype)
 
 
 def top2_gap(logits):

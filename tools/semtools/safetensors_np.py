@@ -381,6 +381,11 @@ class SafetensorsWriter:
         self._f.write(memoryview(a.reshape(-1)).cast("B"))
         self._written[name] += a.nbytes
 
+    def write_zero(self, name):
+        """Leave tensor `name` all zero bytes (the file was pre-sized
+        sparse, so nothing is written): instant models for load checks."""
+        self._written[name] = self._offsets[name][1]
+
     def close(self):
         short = [n for n, _, _ in self.specs if self._written[n] != self._offsets[n][1]]
         if short:
@@ -477,6 +482,9 @@ class ModelWriter:
 
     def write(self, name, array, elem_offset=0):
         self.where[name][1].write(name, array, elem_offset)
+
+    def write_zero(self, name):
+        self.where[name][1].write_zero(name)
 
     def close(self):
         for w in self.writers:

@@ -5,6 +5,8 @@
 static const model_arch_ops arch_table[] = {
     {MODEL_ARCH_LLAMA, model_llama_bind, model_llama_forward},
     {MODEL_ARCH_QWEN2, model_llama_bind, model_llama_forward}, /* Llama + q/k/v biases */
+    {MODEL_ARCH_DEEPSEEK2, model_deepseek2_bind, model_deepseek2_forward}, /* MLA + MoE */
+    {MODEL_ARCH_GEMMA3, model_gemma3_bind, model_gemma3_forward},          /* hybrid sliding window */
 };
 
 const model_arch_ops *model_arch_ops_find(model_arch arch)
