@@ -6,8 +6,11 @@
  * whole model does; "hot" repeats one matrix (cache-resident if small).
  *
  * Not a test (no test_ prefix, no asserts on time); built only by hand:
- *   cc -O2 -Isrc -Itests -Itests/kernels tests/kernels/bench_kernels.c \
+ *   cc -O2 -std=c17 -D_GNU_SOURCE -Isrc -Itests -Itests/kernels \
+ *      tests/kernels/bench_kernels.c \
  *      build/<dir>/libsemantic_core.a -lcmocka -ljansson -lpthread -lm
+ * One-thread figures use the thread's CPU time (robust to preemption on a
+ * shared host); two-thread figures are wall time.
  * Usage: bench_kernels [seconds_per_case]
  *        bench_kernels secs q4|q8|f16 rows cols [threads [n_tokens]]
  *        bench_kernels secs model
