@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 flavor=${1:-release}
 case "$flavor" in
   release) opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
-  asan) opts=(-DCMAKE_BUILD_TYPE=Debug -DSEM_SANITIZE=ON) ;;
+  asan) opts=(-DCMAKE_BUILD_TYPE=Debug "-DCMAKE_C_FLAGS_DEBUG=-g -O1" -DSEM_SANITIZE=ON) ;;
   -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
   *) echo "build.sh: unknown flavor '$flavor' (release|asan)" >&2; exit 2 ;;
 esac
