@@ -662,6 +662,8 @@ def init_params_gemma3(s, kind, cols):
         return g - 1.0, 0.1 * g
     if kind == "lm_head":
         return 0.0, LOGIT_STD / math.sqrt(H)
+    if kind == "norm":  # the vision stub's
+        return 1.0, 0.1
     return 0.0, 1.0 / math.sqrt(cols)  # projections and the vision stub: outputs are normed
 
 
