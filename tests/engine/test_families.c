@@ -1,0 +1,293 @@
+/* test_families.c - DeepSeek-V2 (MLA, asymmetric K/V, MoE) and Gemma 3
+ * (sliding-window layers) through the real engine, on tiny generated q4
+ * models:
+ *   - batching changes nothing: mixed prompt lengths (up to 300 tokens,
+ *     well past Gemma's 32-token window), staggered arrivals, chunked
+ *     prefill; greedy tokens equal to each sequence alone and logprobs
+ *     within 1e-3, with f16 and q8 KV;
+ *   - agent cache files round-trip: a conversation continued after an
+ *     engine restart loads its file (cached tokens counted, one warm hit)
+ *     and gives the same greedy tokens as a cold run; the file's geometry
+ *     is the family's (DeepSeek: head_dim 128 / v_head_dim 64).
+ * The forward pass itself is checked against the numpy reference by
+ * tests/model/families.test.sh.
+ */
+#include "cache/cache.h"
+#include "engine/engine.h"
+
+#include "test_util.h"
+
+#include <math.h>
+
+typedef struct family {
+    const char *name;     /* models/<name> under the build dir */
+    const char *gen_args; /* gen_model.py arguments */
+    model *m;
+} family;
+
+static family fams[] = {
+    {"engine-deepseek2-q4", "--arch deepseek2 --dtype q4 --layers 2", NULL}, /* layer 0 dense, 1 MoE */
+    {"engine-gemma3-q4", "--arch gemma3 --dtype q4 --layers 3", NULL},       /* 2 sliding, 1 global */
+};
+enum { N_FAMS = sizeof fams / sizeof fams[0] };
+
+static tp_pool *g_pool;
+static kn_ctx *g_kc;
+static char *g_dir;
+
+static int setup(void **state)
+{
+    (void)state;
+    sem_err err;
+    size_t max_cols = 0;
+    for (int i = 0; i < N_FAMS; i++) {
+        char path[512], *out = NULL;
+        snprintf(path, sizeof path, "%s/models/%s", tu_build_dir(), fams[i].name);
+        int rc = tu_run(&out, "/usr/bin/python3 %s/tools/gen_model.py --shape tiny --seed 13 %s --if-missing --quiet --out %s",
+                        tu_source_dir(), fams[i].gen_args, path);
+        if (rc) fprintf(stderr, "%s\n", out);
+        free(out);
+        if (rc || model_load(path, &fams[i].m, &err)) return -1;
+        if (model_max_matmul_cols(fams[i].m) > max_cols) max_cols = model_max_matmul_cols(fams[i].m);
+    }
+    if (tp_create(2, &g_pool, &err)) return -1;
+    kn_ctx_params kp = kn_ctx_default_params();
+    kp.pool = g_pool;
+    kp.max_tokens = 1024;
+    kp.max_cols = max_cols;
+    g_dir = tu_tmpdir();
+    return kn_ctx_create(&kp, &g_kc, &err) == SEM_OK && g_dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kn_ctx_destroy(g_kc);
+    tp_destroy(g_pool);
+    for (int i = 0; i < N_FAMS; i++) model_destroy(fams[i].m);
+    tu_rmrf(g_dir);
+    free(g_dir);
+    return 0;
+}
+
+static void make_prompt(int32_t *p, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++) p[i] = (int32_t)((seed * 2654435761u + (uint32_t)i * 40503u) % 1000u);
+}
+
+/* Greedy continuation of one prompt alone (eng_runner, chunked prefill of
+ * 64 tokens), with the log-softmax of each chosen token. */
+static void run_alone(const model *m, const int32_t *prompt, size_t n, int32_t n_gen, kn_kv_dtype kv, int32_t *out,
+                      float *lp)
+{
+    sem_err err;
+    eng_runner_params rp = eng_runner_default_params();
+    rp.max_ctx = 1024;
+    rp.kv_dtype = kv;
+    rp.block_tokens = 16;
+    rp.chunk_tokens = 64;
+    eng_runner *r;
+    assert_int_equal(eng_runner_create(m, g_kc, &rp, &r, &err), SEM_OK);
+    size_t V = (size_t)model_get_spec(m)->vocab;
+    float *logits = calloc(V, sizeof(float));
+    assert_int_equal(eng_runner_feed(r, prompt, n, false, logits, &err), SEM_OK);
+    for (int32_t i = 0; i < n_gen; i++) {
+        out[i] = eng_argmax(logits, V);
+        double mx = logits[out[i]], sum = 0;
+        for (size_t v = 0; v < V; v++) sum += exp((double)logits[v] - mx);
+        lp[i] = (float)-log(sum);
+        if (i + 1 < n_gen) assert_int_equal(eng_runner_feed(r, &out[i], 1, false, logits, &err), SEM_OK);
+    }
+    free(logits);
+    eng_runner_destroy(r);
+}
+
+static eng_engine *start(const model *m, kn_kv_dtype kv, const char *cache_dir)
+{
+    eng_params p = eng_default_params();
+    p.m = m;
+    p.kc = g_kc;
+    p.kv_dtype = kv;
+    p.max_batch = 4;
+    p.prefill_chunk = 64;
+    p.block_tokens = 16;
+    p.kv_budget_bytes = 24u << 20;
+    p.max_ctx = 1024;
+    p.cache_dir = cache_dir;
+    p.model_id = "test/families";
+    p.fingerprint = "00000000000000aa";
+    eng_engine *e;
+    sem_err err;
+    assert_int_equal(eng_start(&p, &e, &err), SEM_OK);
+    return e;
+}
+
+typedef struct reply {
+    int32_t tokens[64];
+    float logprobs[64];
+    int32_t n, cached;
+    eng_finish finish;
+} reply;
+
+static eng_request *submit(eng_engine *e, const char *agent, const int32_t *prompt, size_t n, int32_t gen)
+{
+    eng_request_params p = eng_request_default_params();
+    p.prompt = prompt;
+    p.n_prompt = n;
+    p.max_tokens = gen;
+    p.logprobs = true;
+    p.ignore_eos = true;
+    p.agent_id = agent;
+    eng_request *r;
+    sem_err err;
+    assert_int_equal(eng_submit(e, &p, &r, &err), SEM_OK);
+    return r;
+}
+
+static void collect(eng_request *r, reply *out)
+{
+    memset(out, 0, sizeof *out);
+    for (;;) {
+        eng_event *ev;
+        assert_int_equal(eng_request_next(r, 60000, &ev), SEM_OK);
+        if (ev->kind == ENG_EV_DONE) {
+            out->cached = ev->cached_tokens;
+            out->finish = ev->finish;
+            eng_event_free(ev);
+            break;
+        }
+        assert_true(out->n < 64);
+        out->logprobs[out->n] = ev->logprob;
+        out->tokens[out->n++] = ev->token;
+        eng_event_free(ev);
+    }
+    eng_request_release(r);
+}
+
+/* ---- batched decode == single-sequence decode -------------------------- */
+
+static void batching_matches_alone(const family *f, kn_kv_dtype kv)
+{
+    enum { N = 5, GEN = 12 };
+    static const size_t lens[N] = {1, 7, 300, 45, 90};
+    static const int32_t gens[N] = {GEN, 5, GEN, 9, GEN};
+    int32_t *prompts[N], want[N][GEN];
+    float want_lp[N][GEN];
+    for (int i = 0; i < N; i++) {
+        prompts[i] = calloc(lens[i], sizeof(int32_t));
+        make_prompt(prompts[i], lens[i], 100 + (uint32_t)i);
+        run_alone(f->m, prompts[i], lens[i], gens[i], kv, want[i], want_lp[i]);
+    }
+    eng_engine *e = start(f->m, kv, NULL);
+    eng_request *reqs[N];
+    for (int i = 0; i < N; i++) {
+        reqs[i] = submit(e, NULL, prompts[i], lens[i], gens[i]);
+        if (i % 2 == 1) usleep(3000); /* staggered arrivals: joins during decode */
+    }
+    for (int i = 0; i < N; i++) {
+        reply got;
+        collect(reqs[i], &got);
+        assert_int_equal(got.finish, ENG_FINISH_LENGTH);
+        assert_int_equal(got.n, gens[i]);
+        for (int t = 0; t < gens[i]; t++) {
+            if (got.tokens[t] != want[i][t])
+                fail_msg("%s kv %s seq %d token %d: batched %d, alone %d", f->name, kn_kv_dtype_name(kv), i, t,
+                         got.tokens[t], want[i][t]);
+            if (fabsf(got.logprobs[t] - want_lp[i][t]) > 1e-3f)
+                fail_msg("%s kv %s seq %d token %d: logprob %g vs %g", f->name, kn_kv_dtype_name(kv), i, t,
+                         got.logprobs[t], want_lp[i][t]);
+        }
+        free(prompts[i]);
+    }
+    eng_stop(e);
+}
+
+static void test_deepseek2_batching(void **state)
+{
+    (void)state;
+    batching_matches_alone(&fams[0], KN_KV_F16);
+    batching_matches_alone(&fams[0], KN_KV_Q8);
+}
+
+static void test_gemma3_batching(void **state)
+{
+    (void)state;
+    batching_matches_alone(&fams[1], KN_KV_F16);
+    batching_matches_alone(&fams[1], KN_KV_Q8);
+}
+
+/* ---- cache files ------------------------------------------------------- */
+
+static void cold(const family *f, const int32_t *prompt, size_t n, int32_t gen, reply *out)
+{
+    eng_engine *e = start(f->m, KN_KV_F16, NULL);
+    collect(submit(e, NULL, prompt, n, gen), out);
+    assert_int_equal(out->cached, 0);
+    eng_stop(e);
+}
+
+/* The agent's file holds the family's geometry. */
+static void check_file_geometry(const family *f, const char *dir, const char *agent)
+{
+    char *path = NULL;
+    tu_run(&path, "find '%s' -name '%s.safetensors' | head -1 | tr -d '\\n'", dir, agent);
+    assert_true(path && path[0]);
+    cache_file_meta meta;
+    sem_err err;
+    assert_int_equal(cache_file_read_meta(path, &meta, &err), SEM_OK);
+    model_kv_geometry g = model_spec_kv_geometry(model_get_spec(f->m));
+    assert_int_equal(meta.geo.n_layers, g.n_layers);
+    assert_int_equal(meta.geo.n_kv_heads, g.n_kv_heads);
+    assert_int_equal(meta.geo.head_dim, g.head_dim);
+    assert_int_equal(meta.geo.v_head_dim, g.v_head_dim);
+    free(path);
+}
+
+static void cache_round_trip(const family *f)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/%s", g_dir, f->name);
+    int32_t conv[200];
+    make_prompt(conv, 80, 5); /* longer than Gemma's window */
+    reply t1, t2, want;
+    eng_engine *e = start(f->m, KN_KV_F16, dir);
+    collect(submit(e, "ada", conv, 80, 10), &t1);
+    assert_int_equal(t1.cached, 0);
+    eng_stop(e); /* writes the file */
+    check_file_geometry(f, dir, "ada");
+    memcpy(conv + 80, t1.tokens, 10 * sizeof(int32_t));
+    make_prompt(conv + 90, 20, 6);
+    e = start(f->m, KN_KV_F16, dir);
+    collect(submit(e, "ada", conv, 110, 10), &t2);
+    assert_int_equal(t2.cached, 89); /* prompt + reply minus the last reply token, from the file */
+    assert_int_equal(eng_cache_stats(e).hits_warm, 1);
+    eng_stop(e);
+    cold(f, conv, 110, 10, &want);
+    assert_memory_equal(t2.tokens, want.tokens, 10 * sizeof(int32_t));
+}
+
+static void test_deepseek2_cache_files(void **state)
+{
+    (void)state;
+    cache_round_trip(&fams[0]);
+    model_kv_geometry g = model_spec_kv_geometry(model_get_spec(fams[0].m));
+    assert_int_equal(g.head_dim, 128); /* qk_nope 96 + qk_rope 32 */
+    assert_int_equal(g.v_head_dim, 64);
+}
+
+static void test_gemma3_cache_files(void **state)
+{
+    (void)state;
+    cache_round_trip(&fams[1]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deepseek2_batching),
+        cmocka_unit_test(test_gemma3_batching),
+        cmocka_unit_test(test_deepseek2_cache_files),
+        cmocka_unit_test(test_gemma3_cache_files),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
