@@ -66,6 +66,7 @@ kn_ctx_params kn_ctx_default_params(void)
     kn_ctx_params p = {
         .pool = NULL,
         .force_ref = false,
+        .q_int8_act = false,
         .max_tokens = 256,
         .max_cols = 16384,
     };
@@ -73,14 +74,15 @@ kn_ctx_params kn_ctx_default_params(void)
 }
 
 /* The best table this CPU can run. */
-static const kn_ops *pick_ops(const kn_cpu_features *f, bool force_ref)
+static const kn_ops *pick_ops(const kn_cpu_features *f, const kn_ctx_params *p)
 {
-    if (force_ref) return kn_ops_ref();
+    if (p->force_ref) return kn_ops_ref();
     bool avx2 = f->avx2 && f->fma && f->f16c;
     bool avx512 = avx2 && f->avx512f && f->avx512bw && f->avx512vl && f->avx512_vnni;
-    if (avx512 && kn_ops_avx512()) return kn_ops_avx512();
-    if (avx2 && kn_ops_avx2()) return kn_ops_avx2();
-    return kn_ops_ref();
+    const kn_ops *t = NULL;
+    if (avx512) t = p->q_int8_act ? kn_ops_avx512_int8() : kn_ops_avx512();
+    if (!t && avx2) t = p->q_int8_act ? kn_ops_avx2_int8() : kn_ops_avx2();
+    return t ? t : kn_ops_ref();
 }
 
 /* Carves q, d, gsum and isum for max_tokens x max_cols out of one block. */
@@ -133,7 +135,7 @@ sem_status kn_ctx_create_with_ops(const kn_ctx_params *p, const kn_ops *ops, kn_
 sem_status kn_ctx_create(const kn_ctx_params *p, kn_ctx **out, sem_err *err)
 {
     kn_cpu_features f = kn_cpu_detect();
-    return kn_ctx_create_with_ops(p, pick_ops(&f, p->force_ref), out, err);
+    return kn_ctx_create_with_ops(p, pick_ops(&f, p), out, err);
 }
 
 void kn_ctx_destroy(kn_ctx *kc)

@@ -73,6 +73,10 @@ kn_cpu_features kn_cpu_detect(void);
 typedef struct kn_ctx_params {
     tp_pool *pool;          /* borrowed; NULL = single-threaded */
     bool force_ref;         /* reference C kernels only */
+    bool q_int8_act;        /* Q4/Q8 matmul on activations quantized to int8
+                               per 32 (faster, see kn_matmul); false (the
+                               default): f32 activations, reference-exact
+                               up to f32 rounding */
     size_t max_tokens;      /* tokens per quantized-activation pass (scratch;
                                default 256); larger n_tokens run in slices */
     size_t max_cols;        /* largest weight cols passed to kn_matmul for
@@ -86,7 +90,7 @@ typedef struct kn_ctx kn_ctx; /* opaque */
 kn_ctx_params kn_ctx_default_params(void);
 sem_status kn_ctx_create(const kn_ctx_params *p, kn_ctx **out, sem_err *err);
 void kn_ctx_destroy(kn_ctx *kc); /* NULL ok */
-/* "ref", "avx2" or "avx512": the matmul path chosen. */
+/* "ref", "avx2" or "avx512" (+ "-int8" with q_int8_act): the path chosen. */
 const char *kn_ctx_isa(const kn_ctx *kc);
 kn_cpu_features kn_ctx_features(const kn_ctx *kc);
 tp_pool *kn_ctx_pool(const kn_ctx *kc);
@@ -101,9 +105,11 @@ tp_pool *kn_ctx_pool(const kn_ctx *kc);
  * form, which reads each weight row once per tile of tokens.
  * Requires w->cols <= max_cols of the ctx for Q4/Q8 (asserted); any
  * n_tokens. Pointers need no alignment.
- * Precision: float formats match the reference within f32 summation
- * error. The SIMD Q4/Q8 kernels quantize X to int8 per 32-element block
- * (the bias term uses exact f32 sums), adding at most
+ * Precision: every format matches the reference within f32 summation
+ * error, and a token's result does not depend on the other tokens of the
+ * call. With params.q_int8_act, the SIMD Q4/Q8 kernels quantize X to int8
+ * per 32-element block (the bias term uses exact f32 sums), which streams
+ * about 2-3x faster per core and adds at most
  *   sum_c |scale * q_c| * max|X over c's block| / 254
  * to |Y - Y_ref| (tests/kernels/test_matmul.c derives it).
  * Runs on the pool. */

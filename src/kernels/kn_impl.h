@@ -83,8 +83,12 @@ typedef struct kn_ops {
 } kn_ops;
 
 const kn_ops *kn_ops_ref(void);
-const kn_ops *kn_ops_avx2(void);   /* NULL if not compiled for x86-64 */
-const kn_ops *kn_ops_avx512(void); /* NULL if not compiled for x86-64 */
+/* NULL if not compiled for x86-64. The _int8 tables differ only in their
+ * Q4/Q8 matmul, which runs on int8 activations (params.q_int8_act). */
+const kn_ops *kn_ops_avx2(void);
+const kn_ops *kn_ops_avx2_int8(void);
+const kn_ops *kn_ops_avx512(void);
+const kn_ops *kn_ops_avx512_int8(void);
 
 struct kn_ctx {
     kn_ctx_params params;

@@ -148,7 +148,7 @@ static double best_read(tp_pool *pool, uint8_t *arena, size_t bytes, size_t copi
 /* SmolLM2-135M-shaped decode: 30 layers of q, k, v, o, gate, up, down
  * plus the tied lm_head, all Q4 g64 in distinct memory, one token at a
  * time; compared with a plain read of the same bytes. Best of `reps`. */
-static void bench_model(tp_pool *pool, double secs)
+static void bench_model(tp_pool *pool, const kn_ops *ops, double secs)
 {
     static const size_t shp[8][2] = {{576, 576}, {192, 576}, {192, 576}, {576, 576},
                                      {1536, 576}, {1536, 576}, {576, 1536}, {49152, 576}};
@@ -172,7 +172,7 @@ static void bench_model(tp_pool *pool, double secs)
                             .scales = b + db, .biases = b + db + sb, .scale_dtype = KN_F16,
                             .group_size = 64, .bits = 4};
     }
-    kn_ctx *kc = kt_ctx(kn_ops_avx2(), pool, 1, 1536);
+    kn_ctx *kc = kt_ctx(ops, pool, 1, 1536);
     float *x = calloc(1536, 4), *y = calloc(49152, 4);
     kt_fill(&r, x, 1536, 1.0f);
     double best_tok = 1e9, best_rd = 1e9;
@@ -192,9 +192,9 @@ static void bench_model(tp_pool *pool, double secs)
         best_rd = t2 - t1 < best_rd ? t2 - t1 : best_rd;
         if (clk_now_s() - start > secs) break;
     }
-    printf("model q4 g64 SmolLM2-135M shape, %d thr (%s): %.1f MB/token, matmuls %.2f ms/token "
+    printf("model q4 g64 SmolLM2-135M shape, %s, %d thr (%s): %.1f MB/token, matmuls %.2f ms/token "
            "(%.2f GB/s, %.0f tok/s), plain read %.2f ms (%.2f GB/s): %.0f%% of roofline\n",
-           tp_n_threads(pool), cpu ? "thread cpu time" : "wall", (double)total / 1e6, best_tok * 1e3, (double)total / best_tok / 1e9,
+           ops->isa, tp_n_threads(pool), cpu ? "thread cpu time" : "wall", (double)total / 1e6, best_tok * 1e3, (double)total / best_tok / 1e9,
            1.0 / best_tok, best_rd * 1e3, (double)total / best_rd / 1e9, 100 * best_rd / best_tok);
     kn_ctx_destroy(kc);
     free(x);
@@ -265,8 +265,10 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc > 2 && !strcmp(argv[2], "model")) {
-        bench_model(pools[1], secs);
-        bench_model(pools[2], secs);
+        bench_model(pools[1], kn_ops_avx2(), secs);
+        bench_model(pools[1], kn_ops_avx2_int8(), secs);
+        bench_model(pools[2], kn_ops_avx2(), secs);
+        bench_model(pools[2], kn_ops_avx2_int8(), secs);
         return 0;
     }
     if (argc > 4) { /* one case: secs dtype(q4|q8|f16) rows cols [threads] */
@@ -300,7 +302,7 @@ int main(int argc, char **argv)
     }
     struct { size_t rows, cols; } shapes[] = {{1536, 576}, {576, 1536}, {2048, 8192}, {8192, 2048}};
     kn_dtype dts[] = {KN_Q4, KN_Q8, KN_F16};
-    const kn_ops *tables[] = {kn_ops_ref(), kn_ops_avx2()};
+    const kn_ops *tables[] = {kn_ops_ref(), kn_ops_avx2(), kn_ops_avx2_int8()};
     for (size_t d = 0; d < 3; d++) {
         for (size_t s = 0; s < 4; s++) {
             if (dts[d] == KN_F16 && s != 2) continue;
@@ -316,13 +318,13 @@ int main(int argc, char **argv)
                 double rd_hot = best_read(pools[nt], m->arena, m->bytes, 1, secs);
                 double rd_cold = best_read(pools[nt], m->arena, m->bytes, copies, secs);
                 (void)stride;
-                for (size_t ti = 0; ti < 2; ti++) {
+                for (size_t ti = 0; ti < 3; ti++) {
                     if (!tables[ti]) continue;
                     if (ti == 0 && (rows * cols > 4000000 || dts[d] != KN_Q4)) continue; /* ref is slow */
                     kn_ctx *kc = kt_ctx(tables[ti], pools[nt], 1, cols);
                     double hot = bench_mm(kc, m, 1, secs);
                     double cold = bench_mm(kc, m, copies, secs);
-                    printf("%-4s %5zux%-5zu %-4s thr=%d %s hot %6.2f GB/s (read %6.2f, %4.0f%%)  "
+                    printf("%-4s %5zux%-5zu %-9s thr=%d %s hot %6.2f GB/s (read %6.2f, %4.0f%%)  "
                            "cold %6.2f GB/s (read %6.2f, %4.0f%%)\n",
                            kn_dtype_name(dts[d]), rows, cols, tables[ti]->isa, nt,
                            nt == 1 ? "cpu " : "wall", hot, rd_hot,

@@ -73,14 +73,9 @@ static void test_emulated_avx512_quant(void **state)
         print_message("skipped: the emulation harness itself needs AVX2\n");
         skip();
     }
-    /* the AVX-512 table with its VNNI kernels swapped for the emulated build */
-    kn_ops ops = *kn_ops_avx512();
-    ops.isa = "avx512-emu";
-    /* the dispatched tables use f32-activation Q kernels; the int8 VNNI
-     * kernels under test read quantized activations */
-    ops.uses_qx = true;
-    ops.quantize = kn_avx2_quantize;
-    ops.q4_layout = KN_QX_PERMUTED128;
+    /* the int8 AVX-512 table with its VNNI kernels swapped for the emulated build */
+    kn_ops ops = *kn_ops_avx512_int8();
+    ops.isa = "avx512-int8-emu";
     ops.mm[KN_Q4] = emu_kn_avx512_mm_q4;
     ops.mm[KN_Q8] = emu_kn_avx512_mm_q8;
     /* cols: one group; 128-pieces plus a 64 tail; plus a 32 tail; wide */

@@ -12,6 +12,11 @@
  *   TOL_FLOAT  (cols + 2) u S: any f32 summation order, with or without
  *              FMA, is within gamma_n S (Higham, Accuracy and Stability,
  *              3.1) of the exact sum.
+ *   TOL_QF     for Q4/Q8 kernels on f32 activations, which compute
+ *              s_g * (sum q_c x_c) + b_g * (sum x_c) instead of the
+ *              reference's sum (s_g q_c + b_g) x_c: (cols + 16) u times
+ *              2 (S + sum_c |s_g q_c x_c|), as |b_g x_c| <= |w_c x_c| +
+ *              |s_g q_c x_c| bounds the bias products.
  *   TOL_QX     for Q4/Q8 kernels that quantize x to int8 per 32-block
  *              (x_c ~ d_b * qx_c, d_b = amax_b / 127, |x_c - d_b qx_c| <=
  *              d_b / 2) while the bias term uses the exact f32 group sum:
@@ -31,7 +36,7 @@ typedef struct mm_case {
 } mm_case;
 
 /* Largest error/tolerance ratio seen per check kind (printed at the end). */
-static double g_worst_float, g_worst_qx;
+static double g_worst_float, g_worst_qx, g_worst_qf;
 
 static double block_amax(const float *x, size_t cols, size_t c)
 {
@@ -53,27 +58,31 @@ static void check_one(kn_ctx *kc, const kt_weight *k, size_t n_tokens, kt_rng *r
     for (size_t t = 0; t < n_tokens; t++) kt_fill(r, x + t * ldx, cols, 1.0f);
     for (size_t i = 0; i < n_tokens * ldy; i++) y[i] = 12345.0f;
     kn_matmul(kc, w, x, ldx, y, ldy, n_tokens);
-    bool qx = !is_ref && (w->dtype == KN_Q4 || w->dtype == KN_Q8);
+    bool quant = w->dtype == KN_Q4 || w->dtype == KN_Q8;
+    bool qx = !is_ref && quant && kc->ops->uses_qx;
+    bool qf = !is_ref && quant && !kc->ops->uses_qx;
     double *amax = malloc(cols * sizeof(double));
     for (size_t t = 0; t < n_tokens; t++) {
         const float *xt = x + t * ldx;
         for (size_t c = 0; c < cols; c++) amax[c] = c % 32 ? amax[c - 1] : block_amax(xt, cols, c);
         for (size_t row = 0; row < rows; row++) {
             const float *wr = k->dense + row * cols, *aq = k->absq + row * cols;
-            double exact = 0, s_abs = 0, qbound = 0, qf = 0;
+            double exact = 0, s_abs = 0, qbound = 0, qterm = 0, sq_abs = 0;
             for (size_t c = 0; c < cols; c++) {
                 exact += (double)wr[c] * xt[c];
                 s_abs += fabs((double)wr[c] * xt[c]);
+                sq_abs += aq[c] * fabs(xt[c]);
                 if (qx) {
                     double am = amax[c];
                     qbound += aq[c] * am / 254.0;
-                    qf += aq[c] * (fabs(xt[c]) + am);
+                    qterm += aq[c] * (fabs(xt[c]) + am);
                 }
             }
             double tol;
             if (is_ref) tol = 4 * KT_U32 * s_abs;
-            else if (!qx) tol = (double)(cols + 2) * KT_U32 * s_abs;
-            else tol = qbound * (1 + 0x1p-20) + (double)(cols + 16) * KT_U32 * (s_abs + qf);
+            else if (qx) tol = qbound * (1 + 0x1p-20) + (double)(cols + 16) * KT_U32 * (s_abs + qterm);
+            else if (qf) tol = (double)(cols + 16) * KT_U32 * 2 * (s_abs + sq_abs);
+            else tol = (double)(cols + 2) * KT_U32 * s_abs;
             tol += 1e-30;
             double err = fabs((double)y[t * ldy + row] - exact);
             if (!(err <= tol))
@@ -81,8 +90,9 @@ static void check_one(kn_ctx *kc, const kt_weight *k, size_t n_tokens, kt_rng *r
                          kn_ctx_isa(kc), kn_dtype_name(w->dtype), rows, cols, w->group_size, t,
                          n_tokens, row, y[t * ldy + row], exact, err, tol);
             double ratio = err / tol;
-            if (!is_ref && qx && ratio > g_worst_qx) g_worst_qx = ratio;
-            if (!is_ref && !qx && ratio > g_worst_float) g_worst_float = ratio;
+            if (qx && ratio > g_worst_qx) g_worst_qx = ratio;
+            if (qf && ratio > g_worst_qf) g_worst_qf = ratio;
+            if (!is_ref && !quant && ratio > g_worst_float) g_worst_float = ratio;
         }
         for (size_t i = rows; i < ldy && t + 1 < n_tokens; i++)
             assert_true(y[t * ldy + i] == 12345.0f); /* padding untouched */
@@ -163,12 +173,13 @@ static void test_ref_quant(void **state)
 static void test_simd_float(void **state)
 {
     tp_pool *pool = *state;
-    kt_variant v[2];
+    kt_variant v[4];
     int nv = kt_simd_variants(v);
     if (nv == 0) skip();
     mm_case cases[128];
     size_t n = float_cases(cases);
     for (int i = 0; i < nv; i++) {
+        if (v[i].ops->uses_qx) continue; /* same float kernels as its exact twin */
         run_cases(v[i].ops, cases, n, NULL, true);
         run_cases(v[i].ops, cases, n, pool, false);
     }
@@ -178,7 +189,7 @@ static void test_simd_float(void **state)
 static void test_simd_quant(void **state)
 {
     tp_pool *pool = *state;
-    kt_variant v[2];
+    kt_variant v[4];
     int nv = kt_simd_variants(v);
     if (nv == 0) skip();
     mm_case cases[128];
@@ -187,7 +198,8 @@ static void test_simd_quant(void **state)
         run_cases(v[i].ops, cases, n, NULL, true);
         run_cases(v[i].ops, cases, n, pool, false);
     }
-    print_message("worst quantized error / TOL_QX: %.3g\n", g_worst_qx);
+    print_message("worst quantized error / TOL_QX (int8 act): %.3g, / TOL_QF (f32 act): %.3g\n",
+                  g_worst_qx, g_worst_qf);
 }
 
 /* The chosen table of a default context, and force_ref. */
@@ -205,6 +217,12 @@ static void test_dispatch(void **state)
     if (f.avx2 && f.fma && f.f16c && kn_ops_avx2()) assert_string_not_equal(kn_ctx_isa(kc), "ref");
     assert_null(kn_ctx_pool(kc));
     kn_ctx_destroy(kc);
+    if (f.avx2 && f.fma && f.f16c && kn_ops_avx2()) {
+        p.q_int8_act = true;
+        assert_int_equal(kn_ctx_create(&p, &kc, &err), SEM_OK);
+        assert_non_null(strstr(kn_ctx_isa(kc), "-int8"));
+        kn_ctx_destroy(kc);
+    }
     p.force_ref = true;
     assert_int_equal(kn_ctx_create(&p, &kc, &err), SEM_OK);
     assert_string_equal(kn_ctx_isa(kc), "ref");
@@ -212,6 +230,43 @@ static void test_dispatch(void **state)
     p.max_tokens = 0;
     assert_int_equal(kn_ctx_create(&p, &kc, &err), SEM_EINVAL);
     kn_ctx_destroy(NULL);
+}
+
+/* A token's result does not depend on the other tokens of the call: a
+ * batch of 9 (prefill tiles of 4 plus leftovers) equals 9 single-token
+ * calls (decode tiles of 4 rows) bit for bit, for every table and format. */
+static void test_batch_invariance(void **state)
+{
+    tp_pool *pool = *state;
+    kt_variant v[5];
+    int nv = kt_simd_variants(v);
+    v[nv++] = (kt_variant){"ref", kn_ops_ref()};
+    mm_case cases[128];
+    size_t n = quant_cases(cases);
+    n += float_cases(cases + n);
+    kt_rng r = {7};
+    for (int vi = 0; vi < nv; vi++) {
+        for (size_t i = 0; i < n; i += 3) {
+            if (cases[i].cols > 1000 && v[vi].ops == kn_ops_ref()) continue;
+            kt_weight k = kt_make_weight(&r, cases[i].dt, cases[i].rows + 6, cases[i].cols,
+                                         cases[i].sdt, cases[i].gs, 1);
+            size_t rows = k.w.rows, cols = k.w.cols;
+            float *x = malloc(9 * cols * sizeof(float));
+            float *yb = malloc(9 * rows * sizeof(float)), *y1 = malloc(9 * rows * sizeof(float));
+            kt_fill(&r, x, 9 * cols, 2.0f);
+            kn_ctx *kc = kt_ctx(v[vi].ops, pool, 16, 4096);
+            kn_matmul(kc, &k.w, x, cols, yb, rows, 9);
+            for (size_t t = 0; t < 9; t++) kn_matmul(kc, &k.w, x + t * cols, cols, y1 + t * rows, rows, 1);
+            if (memcmp(yb, y1, 9 * rows * sizeof(float)) != 0)
+                fail_msg("%s %s %zux%zu: batched and single-token results differ", v[vi].name,
+                         kn_dtype_name(k.w.dtype), rows, cols);
+            kn_ctx_destroy(kc);
+            free(x);
+            free(yb);
+            free(y1);
+            kt_free_weight(&k);
+        }
+    }
 }
 
 /* kn_weight_row reproduces the exact weights in every format. */
@@ -259,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_ref_quant),
         cmocka_unit_test(test_simd_float),
         cmocka_unit_test(test_simd_quant),
+        cmocka_unit_test(test_batch_invariance),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -102,6 +102,60 @@ KN_INLINE void row_tile(const kn_weight *w, size_t r, const float *x, size_t ldx
     for (size_t t = 0; t < nt; t++) y[t * ldy + r] = kn_hsum256(total[t]) + bias_acc[t];
 }
 
+/* Decode: four rows against one token. Per row the arithmetic is exactly
+ * row_tile's for nt == 1 (same FMA order, same group fold, same bias sum),
+ * so results are bit-identical to it; the four independent FMA chains hide
+ * each other's latency, scales and biases are converted with F16C a
+ * segment at a time, and the weights are prefetched a tile ahead (see
+ * kn_prefetch_base). */
+enum { SEG = 128 };
+
+KN_INLINE void rows4_tile(const kn_weight *w, size_t r, const float *x, const float *xs, float *y,
+                          int bits)
+{
+    size_t gs = (size_t)w->group_size, ng = w->cols / gs;
+    size_t row_bytes = w->cols * (size_t)bits / 8;
+    const uint8_t *d0 = (const uint8_t *)w->data + r * row_bytes;
+    const uint8_t *pf = kn_prefetch_base(d0, row_bytes);
+    __m256 tot[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float bacc[4] = {0, 0, 0, 0};
+    float sc[4][SEG], bi[4][SEG];
+    for (size_t g0 = 0; g0 < ng; g0 += SEG) {
+        size_t gn = ng - g0 < SEG ? ng - g0 : SEG;
+        for (int i = 0; i < 4; i++) {
+            kn_scales_f32(w->scale_dtype, w->scales, (r + (size_t)i) * ng + g0, gn, sc[i]);
+            kn_scales_f32(w->scale_dtype, w->biases, (r + (size_t)i) * ng + g0, gn, bi[i]);
+        }
+        for (size_t g = g0; g < g0 + gn; g++) {
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (size_t c = 0; c < gs; c += 32) {
+                size_t col = g * gs + c;
+                /* 4 rows x 32 weights of the tile ahead */
+                _mm_prefetch((const char *)(pf + col * (size_t)bits / 2), _MM_HINT_T0);
+                if (bits == 8) _mm_prefetch((const char *)(pf + col * 4 + 64), _MM_HINT_T0);
+                const float *xc = x + col;
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++) {
+                    __m256 q[4];
+                    const uint8_t *rp = d0 + (size_t)i * row_bytes;
+                    if (bits == 4) unpack_q4(rp + col / 2, q);
+                    else unpack_q8(rp + col, q);
+                    acc[i] = _mm256_fmadd_ps(q[0], _mm256_loadu_ps(xc), acc[i]);
+                    acc[i] = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xc + 8), acc[i]);
+                    acc[i] = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xc + 16), acc[i]);
+                    acc[i] = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xc + 24), acc[i]);
+                }
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                tot[i] = _mm256_fmadd_ps(_mm256_set1_ps(sc[i][g - g0]), acc[i], tot[i]);
+                bacc[i] += bi[i][g - g0] * xs[g];
+            }
+        }
+    }
+    for (int i = 0; i < 4; i++) y[r + (size_t)i] = kn_hsum256(tot[i]) + bacc[i];
+}
+
 static void mm_qf(const kn_weight *w, size_t r0, size_t r1, const float *x, size_t ldx, float *y,
                   size_t ldy, size_t n_tokens, int bits)
 {
@@ -112,7 +166,14 @@ static void mm_qf(const kn_weight *w, size_t r0, size_t r1, const float *x, size
         size_t nt = n_tokens - t0 < TILE ? n_tokens - t0 : TILE;
         const float *xt = x + t0 * ldx;
         group_sums(xt, ldx, nt, w->cols, (size_t)w->group_size, xs);
-        for (size_t r = r0; r < r1; r++) {
+        size_t r = r0;
+        if (nt == 1) {
+            if (bits == 4)
+                for (; r + 4 <= r1; r += 4) rows4_tile(w, r, xt, xs, y + t0 * ldy, 4);
+            else
+                for (; r + 4 <= r1; r += 4) rows4_tile(w, r, xt, xs, y + t0 * ldy, 8);
+        }
+        for (; r < r1; r++) {
             if (r + 8 < r1) _mm_prefetch((const char *)w->data + (r + 8) * (w->cols * (size_t)bits / 8), _MM_HINT_T0);
             switch (nt) {
             case 1: row_tile(w, r, xt, ldx, xs, y + t0 * ldy, ldy, 1, bits); break;

@@ -5,13 +5,16 @@
  *
  * AVX2: Q4/Q8 matmul dequantized in registers on f32 activations (exact
  * up to f32 rounding, batch-invariant: see matmul_qf_avx2.c), converted-row
- * F32/F16/BF16 matmul, the attention row kernels. The int8-activation
- * kernels (matmul_q_avx2.c, matmul_q_avx512.c) stay built and tested but
- * are not dispatched: their activation rounding moved logits by several
- * percent on the reference models. AVX-512: everything
- * memory-bound or not specialised (activation quantization, F32/F16/BF16
- * matmul, attention rows) reuses the AVX2 kernels, which every AVX-512 CPU
- * runs too.
+ * F32/F16/BF16 matmul, the attention row kernels. AVX-512: everything
+ * memory-bound or not specialised reuses the AVX2 kernels, which every
+ * AVX-512 CPU runs too.
+ *
+ * The _int8 variants (kn_ctx_params.q_int8_act) swap in the Q4/Q8 kernels
+ * on int8 activations (matmul_q_avx2.c, VNNI in matmul_q_avx512.c): 2-3x
+ * less compute per weight byte, so decode stays memory-bound on fewer
+ * cores, at the cost of the activation rounding bound in kernels.h. It is
+ * opt-in: on small random-weight test models that rounding moved logits by
+ * several percent and flipped greedy choices against the reference.
  *
  * BF16 weights: AVX512_BF16's VDPBF16PS would need the activations rounded
  * to bf16 (8 mantissa bits), a precision loss the reference does not have;
@@ -22,43 +25,61 @@
 #include "kernels/kn_impl.h"
 
 #if defined(__x86_64__)
+/* Fields every x86 table shares: float-format matmul and attention rows. */
+#define X86_COMMON                                                                             \
+    .mm[KN_F32] = kn_avx2_mm_f32, .mm[KN_F16] = kn_avx2_mm_f16,                                \
+    .mm[KN_BF16] = kn_avx2_mm_bf16,                                                            \
+    .kv_scores = {[KN_KV_F32] = kn_avx2_kv_scores_f32, [KN_KV_F16] = kn_avx2_kv_scores_f16,    \
+                  [KN_KV_BF16] = kn_avx2_kv_scores_bf16, [KN_KV_Q8] = kn_avx2_kv_scores_q8,    \
+                  [KN_KV_Q4] = kn_avx2_kv_scores_q4},                                          \
+    .kv_accum = {[KN_KV_F32] = kn_avx2_kv_accum_f32, [KN_KV_F16] = kn_avx2_kv_accum_f16,       \
+                 [KN_KV_BF16] = kn_avx2_kv_accum_bf16, [KN_KV_Q8] = kn_avx2_kv_accum_q8,       \
+                 [KN_KV_Q4] = kn_avx2_kv_accum_q4},                                            \
+    .exp_sum = kn_avx2_exp_sum, .scale = kn_avx2_scale
+
 static const kn_ops AVX2_OPS = {
     .isa = "avx2",
     .uses_qx = false,
-    .mm = {[KN_F32] = kn_avx2_mm_f32, [KN_F16] = kn_avx2_mm_f16, [KN_BF16] = kn_avx2_mm_bf16,
-           [KN_Q4] = kn_avx2_mm_q4f, [KN_Q8] = kn_avx2_mm_q8f},
-    .kv_scores = {[KN_KV_F32] = kn_avx2_kv_scores_f32, [KN_KV_F16] = kn_avx2_kv_scores_f16,
-                  [KN_KV_BF16] = kn_avx2_kv_scores_bf16, [KN_KV_Q8] = kn_avx2_kv_scores_q8,
-                  [KN_KV_Q4] = kn_avx2_kv_scores_q4},
-    .kv_accum = {[KN_KV_F32] = kn_avx2_kv_accum_f32, [KN_KV_F16] = kn_avx2_kv_accum_f16,
-                 [KN_KV_BF16] = kn_avx2_kv_accum_bf16, [KN_KV_Q8] = kn_avx2_kv_accum_q8,
-                 [KN_KV_Q4] = kn_avx2_kv_accum_q4},
-    .exp_sum = kn_avx2_exp_sum,
-    .scale = kn_avx2_scale,
+    .mm[KN_Q4] = kn_avx2_mm_q4f,
+    .mm[KN_Q8] = kn_avx2_mm_q8f,
+    X86_COMMON,
 };
 
-const kn_ops *kn_ops_avx2(void) { return &AVX2_OPS; }
-#else
-const kn_ops *kn_ops_avx2(void) { return NULL; }
-#endif
-
-#if defined(__x86_64__)
 static const kn_ops AVX512_OPS = {
     .isa = "avx512",
     .uses_qx = false,
-    .mm = {[KN_F32] = kn_avx2_mm_f32, [KN_F16] = kn_avx2_mm_f16, [KN_BF16] = kn_avx2_mm_bf16,
-           [KN_Q4] = kn_avx2_mm_q4f, [KN_Q8] = kn_avx2_mm_q8f},
-    .kv_scores = {[KN_KV_F32] = kn_avx2_kv_scores_f32, [KN_KV_F16] = kn_avx2_kv_scores_f16,
-                  [KN_KV_BF16] = kn_avx2_kv_scores_bf16, [KN_KV_Q8] = kn_avx2_kv_scores_q8,
-                  [KN_KV_Q4] = kn_avx2_kv_scores_q4},
-    .kv_accum = {[KN_KV_F32] = kn_avx2_kv_accum_f32, [KN_KV_F16] = kn_avx2_kv_accum_f16,
-                 [KN_KV_BF16] = kn_avx2_kv_accum_bf16, [KN_KV_Q8] = kn_avx2_kv_accum_q8,
-                 [KN_KV_Q4] = kn_avx2_kv_accum_q4},
-    .exp_sum = kn_avx2_exp_sum,
-    .scale = kn_avx2_scale,
+    .mm[KN_Q4] = kn_avx2_mm_q4f,
+    .mm[KN_Q8] = kn_avx2_mm_q8f,
+    X86_COMMON,
 };
 
+static const kn_ops AVX2_INT8_OPS = {
+    .isa = "avx2-int8",
+    .uses_qx = true,
+    .quantize = kn_avx2_quantize,
+    .q4_layout = KN_QX_PERMUTED,
+    .mm[KN_Q4] = kn_avx2_mm_q4,
+    .mm[KN_Q8] = kn_avx2_mm_q8,
+    X86_COMMON,
+};
+
+static const kn_ops AVX512_INT8_OPS = {
+    .isa = "avx512-int8",
+    .uses_qx = true,
+    .quantize = kn_avx2_quantize,
+    .q4_layout = KN_QX_PERMUTED128,
+    .mm[KN_Q4] = kn_avx512_mm_q4,
+    .mm[KN_Q8] = kn_avx512_mm_q8,
+    X86_COMMON,
+};
+
+const kn_ops *kn_ops_avx2(void) { return &AVX2_OPS; }
 const kn_ops *kn_ops_avx512(void) { return &AVX512_OPS; }
+const kn_ops *kn_ops_avx2_int8(void) { return &AVX2_INT8_OPS; }
+const kn_ops *kn_ops_avx512_int8(void) { return &AVX512_INT8_OPS; }
 #else
+const kn_ops *kn_ops_avx2(void) { return NULL; }
 const kn_ops *kn_ops_avx512(void) { return NULL; }
+const kn_ops *kn_ops_avx2_int8(void) { return NULL; }
+const kn_ops *kn_ops_avx512_int8(void) { return NULL; }
 #endif
