@@ -1,23 +1,28 @@
-/* cmd_serve.c - `semantic serve`: wires the HTTP server to the engine and
- * runs until SIGTERM or SIGINT.
+/* cmd_serve.c - `semantic serve`: wires the HTTP server to the swap manager
+ * (which owns the model and its engine) and runs until SIGTERM or SIGINT.
  *
  * Order: block the signals (every thread started later inherits the mask,
  * so they reach only the main thread's sigtimedwait: no handler, no global
  * flag) -> resolve the config -> start HTTP (state "loading": probes
- * answer, generation gets 503) -> load the model, tokenizer, chat template
- * -> start the engine -> set the backend, state "serving" -> wait for a
- * signal -> drain (stop accepting, wait up to the drain timeout, cancel the
- * rest) -> [persist caches: the cache issue adds it here] -> stop HTTP ->
- * stop the engine -> exit 0.
+ * answer, model requests get 503) -> build the compute pool -> measure the
+ * RSS baseline -> swap_create loads the first model (tokenizer, template,
+ * engine, agent cache store) -> srv_set_models, state "serving" -> wait
+ * for a signal -> drain HTTP (stop accepting, wait up to the drain
+ * timeout, cancel the rest) -> flush the agent caches -> stop HTTP ->
+ * swap_destroy (the engine stops; its cache store writes what is still
+ * dirty) -> exit 0.
+ *
+ * The agent cache directory defaults to $XDG_CACHE_HOME/semantic, else
+ * $HOME/.cache/semantic, else ./.semantic-cache; "none" keeps caches in
+ * RAM only.
  *
  * Thread: main.
  */
 #include "app/commands.h"
-#include "app/runtime.h"
 #include "app/serve_config.h"
 #include "engine/engine.h"
 #include "server/server.h"
-#include "tokenizer/tokenizer.h"
+#include "swap/swap.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -28,14 +33,9 @@ typedef struct serve_state {
     app_serve_config cfg;
     sem_logger *lg;               /* owned */
     srv_server *srv;              /* owned */
-    app_runtime rt;               /* owned */
-    tok_tokenizer *tok;           /* owned */
-    tok_chat_template *chat;      /* owned; NULL when the model has none */
-    eng_engine *eng;              /* owned */
-    tok_id *stop_ids;             /* owned: end-of-turn ids of the template */
-    size_t n_stop_ids;
-    char model_id[256];
-    char dtype[16];
+    tp_pool *pool;                /* owned: compute threads */
+    swap_mgr *models;             /* owned: the model, its engine and caches */
+    char cache_dir[4096];         /* "" = RAM only */
 } serve_state;
 
 static sem_log_level level_of(const char *s)
@@ -49,6 +49,11 @@ static sem_log_level level_of(const char *s)
 static kn_kv_dtype kv_dtype_of(long bits)
 {
     return bits == 8 ? KN_KV_Q8 : bits == 4 ? KN_KV_Q4 : bits == 32 ? KN_KV_F32 : KN_KV_F16;
+}
+
+static const char *kv_format_of(long bits)
+{
+    return bits == 8 ? "q8" : bits == 4 ? "q4" : bits == 32 ? "f32" : "f16";
 }
 
 static sem_status start_http(serve_state *ss, sem_err *err)
@@ -73,6 +78,10 @@ static sem_status start_http(serve_state *ss, sem_err *err)
     sc.admin_key = c->admin_key;
     sc.cors_origins = c->cors_origins;
     sc.test_hooks = c->test_hooks;
+    sc.models_dir = c->models_dir;
+    sc.hf_cache = c->hf_cache;
+    sc.block_tokens = (int32_t)c->block_tokens;
+    sc.kv_format = kv_format_of(c->kv_bits);
     sc.lg = ss->lg;
     sem_status st = srv_start(&sc, &ss->srv, err);
     if (st) return st;
@@ -84,88 +93,58 @@ static sem_status start_http(serve_state *ss, sem_err *err)
     return SEM_OK;
 }
 
-/* The template's end-of-turn strings as token ids, for the engine's stop set. */
-static sem_status collect_stop_ids(serve_state *ss, sem_err *err)
+/* The agent cache directory: the setting, else the XDG cache home. */
+static sem_status resolve_cache_dir(serve_state *ss, sem_err *err)
 {
-    size_t n = ss->chat ? tok_chat_n_stop_strings(ss->chat) : 0;
-    ss->stop_ids = sem_calloc(n ? n : 1, sizeof *ss->stop_ids);
-    if (!ss->stop_ids) return sem_errf(err, SEM_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        const char *s = tok_chat_stop_string(ss->chat, i);
-        tok_id id;
-        if (tok_piece_to_id(ss->tok, s, strlen(s), &id)) ss->stop_ids[ss->n_stop_ids++] = id;
-    }
+    const char *dir = ss->cfg.cache_dir;
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int n;
+    if (dir && !strcmp(dir, "none")) n = snprintf(ss->cache_dir, sizeof ss->cache_dir, "%s", "");
+    else if (dir && *dir) n = snprintf(ss->cache_dir, sizeof ss->cache_dir, "%s", dir);
+    else if (xdg && *xdg == '/') n = snprintf(ss->cache_dir, sizeof ss->cache_dir, "%s/semantic", xdg);
+    else if (home && *home) n = snprintf(ss->cache_dir, sizeof ss->cache_dir, "%s/.cache/semantic", home);
+    else n = snprintf(ss->cache_dir, sizeof ss->cache_dir, "%s", ".semantic-cache");
+    if (n < 0 || (size_t)n >= sizeof ss->cache_dir)
+        return sem_errf(err, SEM_EINVAL, "--cache-dir: path too long");
+    if (ss->cache_dir[0]) return fs_mkdirs(ss->cache_dir, err);
     return SEM_OK;
 }
 
-static srv_tool_format detect_tools(const tok_tokenizer *tok)
-{
-    for (size_t i = 0; i < tok_config_template_count(tok); i++) {
-        srv_tool_format f = srv_tool_format_detect(tok_config_template(tok, i, NULL));
-        if (f != SRV_TOOLS_NONE) return f;
-    }
-    return SRV_TOOLS_NONE;
-}
-
-static sem_status load_model(serve_state *ss, sem_err *err)
+static sem_status load_first_model(serve_state *ss, sem_err *err)
 {
     const app_serve_config *c = &ss->cfg;
-    size_t max_tokens = (size_t)c->prefill_chunk + (size_t)c->max_batch;
-    sem_status st = app_runtime_open(&ss->rt, c->model, (int)c->threads, max_tokens, err);
-    if (st) return st;
-    sem_logger_set_level(ss->rt.lg, level_of(c->log_level));
-    if ((st = tok_load_dir(c->model, &ss->tok, err))) return st;
-    st = tok_chat_template_load(c->model, &ss->chat, err);
-    if (st == SEM_ENOTFOUND) {
-        sem_log(ss->lg, SEM_LOG_WARN, "model has no chat template: only /v1/completions works");
-        ss->chat = NULL;
-    } else if (st) {
-        return st;
-    }
-    if ((st = collect_stop_ids(ss, err))) return st;
+    sem_status st = resolve_cache_dir(ss, err);
+    if (st || (st = tp_create((int)c->threads, &ss->pool, err))) return st;
+    swap_params sp = {0};
+    sp.models_dir = c->models_dir;
+    sp.hf_cache = c->hf_cache;
+    sp.pool = ss->pool;
+    const char *kern = getenv("SEMANTIC_KERNELS");
+    sp.force_ref_kernels = kern && !strcmp(kern, "ref");
+    sp.lg = ss->lg;
+    sp.fail_load_id = c->test_hooks && c->test_fail_load_id && *c->test_fail_load_id ? c->test_fail_load_id : NULL;
     eng_params ep = eng_default_params();
-    ep.m = ss->rt.m;
-    ep.tok = ss->tok;
-    ep.kc = ss->rt.kc;
     ep.lg = ss->lg;
     ep.max_batch = (int32_t)c->max_batch;
     ep.prefill_chunk = (int32_t)c->prefill_chunk;
+    ep.block_tokens = (int32_t)c->block_tokens;
     ep.kv_budget_bytes = (size_t)c->kv_budget_mb << 20;
     ep.kv_dtype = kv_dtype_of(c->kv_bits);
     ep.max_ctx = (int32_t)c->max_ctx;
-    ep.stop_ids = ss->stop_ids;
-    ep.n_stop_ids = ss->n_stop_ids;
-    return eng_start(&ep, &ss->eng, err);
-}
-
-static void set_backend(serve_state *ss)
-{
-    const model_spec *spec = model_get_spec(ss->rt.m);
-    if (ss->cfg.model_id) {
-        snprintf(ss->model_id, sizeof ss->model_id, "%s", ss->cfg.model_id);
-    } else {
-        const char *m = ss->cfg.model;
-        size_t n = strlen(m);
-        while (n > 1 && m[n - 1] == '/') n--;
-        size_t b = n;
-        while (b > 0 && m[b - 1] != '/') b--;
-        snprintf(ss->model_id, sizeof ss->model_id, "%.*s", (int)(n - b), m + b);
-    }
-    if (spec->quant_bits) snprintf(ss->dtype, sizeof ss->dtype, "q%d", spec->quant_bits);
-    else snprintf(ss->dtype, sizeof ss->dtype, "float");
-    srv_backend b = {0};
-    b.eng = ss->eng;
-    b.tok = ss->tok;
-    b.chat = ss->chat;
-    b.tool_format = ss->chat ? detect_tools(ss->tok) : SRV_TOOLS_NONE;
-    b.model_id = ss->model_id;
-    b.model_arch = spec->arch_name;
-    b.model_dtype = ss->dtype;
-    b.max_ctx = eng_max_ctx(ss->eng);
-    srv_set_backend(ss->srv, &b);
-    sem_log(ss->lg, SEM_LOG_INFO, "serving model=%s arch=%s dtype=%s max_ctx=%d tools=%s stop_ids=%zu",
-            b.model_id, b.model_arch, b.model_dtype, (int)b.max_ctx,
-            srv_tool_format_name(b.tool_format), ss->n_stop_ids);
+    ep.cache_dir = ss->cache_dir[0] ? ss->cache_dir : NULL;
+    ep.cache_disk_bytes = (uint64_t)c->cache_disk_mb << 20;
+    ep.cache_compat = !strcmp(c->cache_compat, "dims") ? CACHE_COMPAT_DIMS : CACHE_COMPAT_MODEL;
+    sp.engine = ep;
+    uint64_t baseline = swap_rss_bytes();
+    double t0 = clk_now_s();
+    if ((st = swap_create(&sp, c->model, &ss->models, err))) return st;
+    srv_set_models(ss->srv, ss->models, baseline);
+    sem_log(ss->lg, SEM_LOG_INFO,
+            "serving model=%s ms=%.0f cache_dir=%s kv=%s block_tokens=%ld rss_baseline_mib=%.1f rss_mib=%.1f",
+            c->model, (clk_now_s() - t0) * 1e3, ss->cache_dir[0] ? ss->cache_dir : "(RAM only)",
+            kv_format_of(c->kv_bits), c->block_tokens, (double)baseline / 1048576.0,
+            (double)swap_rss_bytes() / 1048576.0);
+    return SEM_OK;
 }
 
 /* Blocks until SIGTERM or SIGINT; returns the signal. */
@@ -178,14 +157,30 @@ static int wait_for_signal(const sigset_t *set)
     }
 }
 
+/* Writes every dirty agent cache and waits for the files (the engine's
+ * stop would too; doing it here first puts it in the log). */
+static void persist_caches(serve_state *ss)
+{
+    if (!ss->models || !ss->cache_dir[0]) return;
+    const swap_bundle *b;
+    sem_err err;
+    if (swap_acquire(ss->models, 0, &b, &err) != SEM_OK) return; /* degraded: nothing to write */
+    double t0 = clk_now_s();
+    sem_status st = eng_caches_flush(b->eng, &err);
+    cache_stats cs = eng_cache_stats(b->eng);
+    swap_release(ss->models, b);
+    if (st) sem_log(ss->lg, SEM_LOG_ERROR, "serve: persisting agent caches: %s", err.msg);
+    else
+        sem_log(ss->lg, SEM_LOG_INFO, "serve: agent caches persisted ms=%.0f files_written=%llu bytes_written=%llu",
+                (clk_now_s() - t0) * 1e3, (unsigned long long)cs.files_written,
+                (unsigned long long)cs.bytes_written);
+}
+
 static void teardown(serve_state *ss)
 {
-    srv_stop(ss->srv);
-    eng_stop(ss->eng);
-    tok_chat_template_destroy(ss->chat);
-    tok_destroy(ss->tok);
-    free(ss->stop_ids);
-    app_runtime_close(&ss->rt);
+    srv_stop(ss->srv);        /* no request holds the model after this */
+    swap_destroy(ss->models); /* stops the engine: its cache store flushes */
+    tp_destroy(ss->pool);
     sem_logger_destroy(ss->lg);
 }
 
@@ -212,19 +207,17 @@ int app_cmd_serve(int argc, char **argv)
     }
     ss.lg = sem_logger_create(stderr, level_of(ss.cfg.log_level));
     sem_status st = start_http(&ss, &err);
-    if (!st) st = load_model(&ss, &err);
+    if (!st) st = load_first_model(&ss, &err);
     if (st) {
         sem_log(ss.lg, SEM_LOG_ERROR, "serve: %s", err.msg);
         teardown(&ss);
         return 1;
     }
-    set_backend(&ss);
-    srv_set_state(ss.srv, SRV_STATE_SERVING);
     int sig = wait_for_signal(&set);
     sem_log(ss.lg, SEM_LOG_INFO, "serve: %s received: draining (up to %ld s)",
             sig == SIGTERM ? "SIGTERM" : "SIGINT", ss.cfg.drain_timeout_s);
     int32_t cancelled = srv_drain(ss.srv, (int64_t)ss.cfg.drain_timeout_s * 1000);
-    /* The cache issue persists agent caches here, before the engine stops. */
+    persist_caches(&ss);
     teardown(&ss);
     fprintf(stderr, "semantic serve: stopped (%d requests cancelled at the drain timeout)\n",
             (int)cancelled);

@@ -32,8 +32,12 @@ typedef struct setting {
 #define BIG 1e15
 
 static const setting settings[] = {
-    {"model", "SEMANTIC_MODEL", SET_STR, NULL, 0, 0, OFF(model), "model directory (Hugging Face layout; required)"},
-    {"model-id", "SEMANTIC_MODEL_ID", SET_STR, NULL, 0, 0, OFF(model_id), "model name in /v1/models and responses (default: the directory name)"},
+    {"model", "SEMANTIC_MODEL", SET_STR, NULL, 0, 0, OFF(model), "initial model: an id (org/name under --models-dir or in the HF hub cache) or a directory (required)"},
+    {"models-dir", "SEMANTIC_MODELS_DIR", SET_STR, NULL, 0, 0, OFF(models_dir), "directory of models (org/name/config.json or name/config.json) for ids and swaps"},
+    {"hf-cache", "SEMANTIC_HF_CACHE", SET_STR, NULL, 0, 0, OFF(hf_cache), "Hugging Face hub cache to resolve ids in (default $HF_HOME/hub or ~/.cache/huggingface/hub)"},
+    {"cache-dir", "SEMANTIC_CACHE_DIR", SET_STR, NULL, 0, 0, OFF(cache_dir), "agent cache files (default $XDG_CACHE_HOME/semantic or ~/.cache/semantic; none = RAM only)"},
+    {"cache-disk-mb", "SEMANTIC_CACHE_DISK_MB", SET_LONG, "0", 0, 1e12, OFF(cache_disk_mb), "disk quota of agent cache files per model, MiB (0 = unlimited)"},
+    {"cache-compat", "SEMANTIC_CACHE_COMPAT", SET_STR, "model", 0, 0, OFF(cache_compat), "reuse a cache file when the model fingerprint matches (model) or only its geometry (dims)"},
     {"host", "SEMANTIC_HOST", SET_STR, "127.0.0.1", 0, 0, OFF(host), "address to listen on (0.0.0.0 or :: for all)"},
     {"port", "SEMANTIC_PORT", SET_LONG, "8000", 0, 65535, OFF(port), "TCP port (0 = any free port)"},
     {"port-file", "SEMANTIC_PORT_FILE", SET_STR, NULL, 0, 0, OFF(port_file), "write the bound port to this file once listening"},
@@ -57,10 +61,12 @@ static const setting settings[] = {
     {"max-ctx", "SEMANTIC_MAX_CTX", SET_LONG, "0", 0, 1048576, OFF(max_ctx), "context per sequence (0 = the model's, at most 32768)"},
     {"kv-budget-mb", "SEMANTIC_KV_BUDGET_MB", SET_LONG, "256", 1, 1048576, OFF(kv_budget_mb), "KV block pool size in MiB"},
     {"kv-bits", "SEMANTIC_KV_BITS", SET_LONG, "16", 4, 32, OFF(kv_bits), "KV cache format: 16 (f16), 8, 4 or 32 (f32)"},
+    {"block-tokens", "SEMANTIC_BLOCK_TOKENS", SET_LONG, "256", 16, 4096, OFF(block_tokens), "tokens per KV block (the unit of prefix sharing and cache geometry)"},
     {"queue-timeout-ms", "SEMANTIC_QUEUE_TIMEOUT_MS", SET_LONG, "0", 0, 86400000, OFF(queue_timeout_ms), "give up (503) on requests not admitted this fast (0 = never)"},
     {"default-max-tokens", "SEMANTIC_DEFAULT_MAX_TOKENS", SET_LONG, "0", 0, 1048576, OFF(default_max_tokens), "completion budget when a request names none (0 = rest of the context)"},
     {"log-level", "SEMANTIC_LOG_LEVEL", SET_STR, "info", 0, 0, OFF(log_level), "debug, info, warn or error"},
     {"test-hooks", "SEMANTIC_TEST_HOOKS", SET_BOOL, "0", 0, 0, OFF(test_hooks), "accept \"semantic_test_completion\" (tests only)"},
+    {"test-fail-load-id", "SEMANTIC_TEST_FAIL_LOAD_ID", SET_STR, NULL, 0, 0, OFF(test_fail_load_id), "loading this model id fails as if its files were bad (tests only; needs --test-hooks)"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -68,7 +74,7 @@ const char *app_serve_config_env_name(size_t i) { return i < N_SETTINGS ? settin
 
 void app_serve_config_usage(FILE *f)
 {
-    fprintf(f, "usage: semantic serve --model DIR [options]\n\n"
+    fprintf(f, "usage: semantic serve --model ID|DIR [options]\n\n"
                "Serves the OpenAI and Anthropic APIs. Each setting resolves from its flag,\n"
                "then its environment variable, then the default.\n\n");
     for (size_t i = 0; i < N_SETTINGS; i++) {
@@ -187,7 +193,11 @@ sem_status app_serve_config_resolve(int argc, char **argv, app_getenv_fn env,
         if (v && (st = store(&settings[i], v, settings[i].env, &c, err))) return st;
     }
     if (!c.model || !*c.model)
-        return sem_errf(err, SEM_EINVAL, "--model DIR is required (or SEMANTIC_MODEL)");
+        return sem_errf(err, SEM_EINVAL, "--model ID|DIR is required (or SEMANTIC_MODEL)");
+    if (strcmp(c.cache_compat, "model") && strcmp(c.cache_compat, "dims"))
+        return sem_errf(err, SEM_EINVAL, "--cache-compat must be model or dims (got '%.40s')", c.cache_compat);
+    if (c.test_fail_load_id && *c.test_fail_load_id && !c.test_hooks)
+        return sem_errf(err, SEM_EINVAL, "--test-fail-load-id needs --test-hooks (it is a test hook)");
     if (c.kv_bits != 4 && c.kv_bits != 8 && c.kv_bits != 16 && c.kv_bits != 32)
         return sem_errf(err, SEM_EINVAL, "--kv-bits must be 4, 8, 16 or 32 (got %ld)", c.kv_bits);
     static const char *const levels[] = {"debug", "info", "warn", "error"};

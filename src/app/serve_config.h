@@ -16,9 +16,14 @@
 #include "base/base.h"
 
 typedef struct app_serve_config {
-    /* model */
-    const char *model;             /* --model DIR (required) */
-    const char *model_id;          /* name in /v1/models; default: the directory's basename */
+    /* models */
+    const char *model;             /* --model ID|DIR: the first model (required) */
+    const char *models_dir;        /* where ids resolve (org/name); NULL = none */
+    const char *hf_cache;          /* NULL = $HF_HOME/hub or ~/.cache/huggingface/hub */
+    /* agent caches */
+    const char *cache_dir;         /* NULL = the default (see cmd_serve.c); "none" = RAM only */
+    long cache_disk_mb;            /* 0 = unlimited */
+    const char *cache_compat;      /* "model" or "dims" */
     /* HTTP */
     const char *host;
     long port;
@@ -42,11 +47,13 @@ typedef struct app_serve_config {
     long max_ctx;                  /* 0 = the model's (capped at 32768) */
     long kv_budget_mb;
     long kv_bits;                  /* 16, 8, 4 or 32 */
+    long block_tokens;
     long queue_timeout_ms;
     long default_max_tokens;
     /* misc */
     const char *log_level;         /* debug, info, warn, error */
     bool test_hooks;
+    const char *test_fail_load_id; /* test hook: loading this id fails */
 } app_serve_config;
 
 typedef const char *(*app_getenv_fn)(const char *name);

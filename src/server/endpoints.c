@@ -1,6 +1,8 @@
 /* endpoints.c - the handlers of the generation and model routes: parse the
  * body with the API's parser, then hand over to srv_generation_start (chat,
- * completions, messages), count tokens, or list the model.
+ * completions, messages), count tokens, or list the model. Each takes the
+ * current model with srv_conn_acquire (it may be parked during a swap and
+ * run again afterwards); http.c gives it back.
  *
  * Thread: http.
  */
@@ -48,14 +50,13 @@ void srv_h_count_tokens(srv_conn *c, const json_t *body, srv_reply *r)
     srv_gen_req req;
     srv_gen_req_init(&req);
     srv_parse_ctx pc = parse_ctx(c);
-    srv_backend b;
     tok_ids ids;
     tok_ids_init(&ids);
-    if (srv_anth_parse_count(body, &pc, &req, &r->err) && srv_backend_get(c->srv, &b, &r->err)) {
-        if (req.tools && b.tool_format == SRV_TOOLS_NONE)
+    if (srv_anth_parse_count(body, &pc, &req, &r->err) && srv_conn_acquire(c, r)) {
+        if (req.tools && c->backend.tool_format == SRV_TOOLS_NONE)
             srv_errorf(&r->err, 400, "tools_unsupported", "tools",
                        "this model's chat template does not render tools");
-        else if (srv_prompt_build(&b, &req, &ids, &r->err))
+        else if (srv_prompt_build(&c->backend, &req, &ids, &r->err))
             r->json = json_pack("{s:I}", "input_tokens", (json_int_t)ids.len);
     }
     tok_ids_fini(&ids);
@@ -79,13 +80,16 @@ static json_t *model_json(srv_conn *c, const srv_backend *b)
                      "max_model_len", (int)b->max_ctx);
 }
 
+/* Lists the served model; an empty list when none is (degraded). */
 void srv_h_models(srv_conn *c, const json_t *body, srv_reply *r)
 {
     (void)body;
-    srv_backend b;
+    if (!srv_conn_acquire(c, r)) {
+        if (r->wait || !r->err.code || strcmp(r->err.code, "model_degraded")) return;
+        memset(&r->err, 0, sizeof r->err);
+    }
     json_t *data = json_array();
-    srv_error ignore;
-    if (srv_backend_get(c->srv, &b, &ignore)) json_array_append_new(data, model_json(c, &b));
+    if (c->backend.bundle) json_array_append_new(data, model_json(c, &c->backend));
     if (c->api == SRV_API_ANTHROPIC) {
         const json_t *first = json_object_get(json_array_get(data, 0), "id");
         r->json = json_pack("{s:o, s:b, s:O, s:O}", "data", data, "has_more", 0, "first_id",
@@ -98,12 +102,11 @@ void srv_h_models(srv_conn *c, const json_t *body, srv_reply *r)
 void srv_h_model(srv_conn *c, const json_t *body, srv_reply *r)
 {
     (void)body;
-    srv_backend b;
-    if (!srv_backend_get(c->srv, &b, &r->err)) return;
-    if (strcmp(c->path_param, b.model_id) && strcmp(c->path_param, "default")) {
-        srv_errorf(&r->err, 404, "model_not_found", "model", "the model '%.128s' does not exist",
+    if (!srv_conn_acquire(c, r)) return;
+    if (strcmp(c->path_param, c->backend.model_id) && strcmp(c->path_param, "default")) {
+        srv_errorf(&r->err, 404, "model_not_found", "model", "the model '%.128s' is not loaded",
                    c->path_param);
         return;
     }
-    r->json = model_json(c, &b);
+    r->json = model_json(c, &c->backend);
 }

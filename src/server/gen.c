@@ -126,6 +126,7 @@ bool srv_gen_submit(srv_gen *g, const tok_ids *prompt, const srv_submit_opts *o,
     p.stop = (const char *const *)g->req.stop;
     p.n_stop = g->req.n_stop;
     p.queue_timeout_ms = o->queue_timeout_ms;
+    p.agent_id = g->req.agent_id[0] ? g->req.agent_id : NULL;
     p.forced = forced.len ? forced.data : NULL;
     p.n_forced = forced.len;
     p.on_event = o->on_event;
@@ -239,12 +240,16 @@ static void on_done(srv_gen *g, const eng_event *ev, buf *out)
     d->stop_string = g->stop_string;
     d->prompt_tokens = ev->prompt_tokens ? ev->prompt_tokens : g->prompt_tokens;
     d->cached_tokens = ev->cached_tokens;
+    d->cache_write_tokens = ev->cache_write_tokens;
+    d->cache_hit = ev->cache_hit;
     d->completion_tokens = ev->completion_tokens;
     srv_metrics_add(g->metrics, SRV_C_PROMPT_TOKENS, (uint64_t)(d->prompt_tokens > 0 ? d->prompt_tokens : 0));
     srv_metrics_add(g->metrics, SRV_C_COMPLETION_TOKENS,
                     (uint64_t)(d->completion_tokens > 0 ? d->completion_tokens : 0));
     srv_metrics_add(g->metrics, SRV_C_CACHED_TOKENS, (uint64_t)(d->cached_tokens > 0 ? d->cached_tokens : 0));
-    srv_metrics_cache(g->metrics, d->cached_tokens > 0 ? SRV_TIER_HOT : SRV_TIER_COLD);
+    srv_metrics_cache(g->metrics, ev->cache_hit == CACHE_HOT    ? SRV_TIER_HOT
+                                  : ev->cache_hit == CACHE_WARM ? SRV_TIER_WARM
+                                                                : SRV_TIER_COLD);
     if (ev->finish != ENG_FINISH_STOP && ev->finish != ENG_FINISH_LENGTH) {
         finish_error(g, ev, out);
         return;

@@ -11,7 +11,11 @@
  *     resumes it (under c->mu, the only lock shared with the engine).
  *   - The watchdog thread polls the sockets of live generations for a
  *     hang-up (MHD cannot see one while a connection is suspended) and
- *     cancels their engine requests.
+ *     cancels their engine requests. It also resumes requests parked
+ *     during a swap (models.c) once the swap is over, their queue budget
+ *     has passed or their client has gone.
+ *   - A job thread (a swap) runs one srv_job while its connection is
+ *     suspended, then resumes it; the reply is sent from the HTTP thread.
  *
  * A generation's connection is either suspended (waiting for an event) or
  * being pumped: pump_or_suspend drains events and suspends only after
@@ -48,6 +52,11 @@ static void on_engine_event(void *ctx);
 const char *srv_conn_header(srv_conn *c, const char *name)
 {
     return MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, name);
+}
+
+const char *srv_conn_query(srv_conn *c, const char *name)
+{
+    return MHD_lookup_connection_value(c->mhd, MHD_GET_ARGUMENT_KIND, name);
 }
 
 static const char *cors_origin(srv_conn *c)
@@ -136,55 +145,38 @@ static enum MHD_Result queue_error(srv_conn *c, const srv_error *e, const char *
 /* Backend, readiness, live list                                          */
 /* ===================================================================== */
 
-bool srv_backend_get(srv_server *s, srv_backend *out, srv_error *e)
-{
-    if (atomic_load(&s->draining))
-        return srv_errorf(e, 503, "shutting_down", NULL, "the server is shutting down");
-    srv_state st = (srv_state)atomic_load(&s->state);
-    if (st != SRV_STATE_SERVING) {
-        srv_errorf(e, 503, "not_ready", NULL, "the server is not ready: %s", srv_state_name(st));
-        e->retry_after_s = 1;
-        return false;
-    }
-    pthread_mutex_lock(&s->backend_mu);
-    bool have = s->have_backend;
-    if (have) *out = s->backend;
-    pthread_mutex_unlock(&s->backend_mu);
-    if (!have) return srv_errorf(e, 503, "not_ready", NULL, "no model is loaded");
-    return true;
-}
-
 const char *srv_not_ready_reason(srv_server *s)
 {
-    if (atomic_load(&s->draining)) return "draining";
-    srv_state st = (srv_state)atomic_load(&s->state);
-    if (st != SRV_STATE_SERVING) return srv_state_name(st);
-    pthread_mutex_lock(&s->backend_mu);
-    bool have = s->have_backend;
-    eng_engine *eng = s->backend.eng;
-    pthread_mutex_unlock(&s->backend_mu);
-    if (!have) return "loading";
-    if (eng) {
-        eng_stats st2 = eng_get_stats(eng);
-        if (st2.blocks_total > 0 &&
-            (double)st2.blocks_used >= s->cfg.ready_pool_fraction * (double)st2.blocks_total)
-            return "pool_full";
-    }
+    const char *state = srv_state_now(s);
+    if (strcmp(state, "serving")) return state;
+    const swap_bundle *b = srv_models_peek(s);
+    if (!b) return srv_state_now(s); /* a swap began just now */
+    eng_stats st = eng_get_stats(b->eng);
+    srv_models_put(s, b);
+    if (st.blocks_total > 0 && (double)st.blocks_used >= s->cfg.ready_pool_fraction * (double)st.blocks_total)
+        return "pool_full";
     return "";
 }
 
-static void live_add(srv_conn *c)
+/* Links c into the live list. Caller holds live_mu. */
+static void live_link(srv_conn *c)
 {
     srv_server *s = c->srv;
+    if (c->live) return;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
-    pthread_mutex_lock(&s->live_mu);
     c->fd = ci ? ci->connect_fd : -1;
     c->live_prev = NULL;
     c->live_next = s->live;
     if (s->live) s->live->live_prev = c;
     s->live = c;
     c->live = true;
-    pthread_mutex_unlock(&s->live_mu);
+}
+
+static void live_add(srv_conn *c)
+{
+    pthread_mutex_lock(&c->srv->live_mu);
+    live_link(c);
+    pthread_mutex_unlock(&c->srv->live_mu);
 }
 
 static void live_remove(srv_conn *c)
@@ -197,11 +189,13 @@ static void live_remove(srv_conn *c)
         if (c->live_next) c->live_next->live_prev = c->live_prev;
         c->live = false;
     }
+    c->waiting = false;
     pthread_mutex_unlock(&s->live_mu);
 }
 
 /* Cancels every live generation; with `abort`, also fails them without
- * waiting for the engine and resumes suspended ones. Returns how many. */
+ * waiting for the engine and resumes suspended ones (parked requests
+ * included: they answer 503). Returns how many. */
 static int32_t live_cancel_all(srv_server *s, bool abort)
 {
     int32_t n = 0;
@@ -308,7 +302,7 @@ static enum MHD_Result gen_respond(srv_conn *c)
 void srv_generation_start(srv_conn *c, srv_gen_req *req, const srv_fmt_ops *fmt, srv_reply *r)
 {
     srv_server *s = c->srv;
-    if (!srv_backend_get(s, &c->backend, &r->err)) return;
+    if (!srv_conn_acquire(c, r)) return;
     if (req->tools && c->backend.tool_format == SRV_TOOLS_NONE) {
         srv_errorf(&r->err, 400, "tools_unsupported", "tools",
                    "this model's chat template does not render tools");
@@ -344,7 +338,9 @@ void srv_generation_start(srv_conn *c, srv_gen_req *req, const srv_fmt_ops *fmt,
         srv_errorf(&r->err, 500, NULL, NULL, "out of memory");
         return;
     }
-    srv_submit_opts o = {s->cfg.default_max_tokens, s->cfg.queue_timeout_ms, on_engine_event, c};
+    /* what is left of the request's queue budget after waiting for a swap */
+    int64_t budget = srv_conn_queue_budget_ms(c);
+    srv_submit_opts o = {s->cfg.default_max_tokens, budget < 0 ? 1 : budget, on_engine_event, c};
     bool ok = srv_gen_submit(c->gen, &prompt, &o, &r->err);
     tok_ids_fini(&prompt);
     if (!ok) {
@@ -378,11 +374,16 @@ static srv_conn *conn_create(srv_server *s, struct MHD_Connection *mc)
 static void conn_destroy(srv_conn *c)
 {
     if (!c) return;
+    if (c->job) {
+        if (c->job->started && !c->job->joined) pthread_join(c->job->th, NULL);
+        c->job->destroy(c->job);
+    }
     /* Taking mu waits out an on_event in flight (the engine guarantees
      * none starts after eng_request_release). */
     pthread_mutex_lock(&c->mu);
     pthread_mutex_unlock(&c->mu);
-    srv_gen_destroy(c->gen);
+    srv_gen_destroy(c->gen); /* the engine request first: the bundle's engine must still run */
+    srv_conn_release(c);
     if (c->counted_inflight) atomic_fetch_sub(&c->srv->inflight, 1);
     buf_fini(&c->body);
     buf_fini(&c->out);
@@ -412,6 +413,7 @@ static enum MHD_Result headers_received(srv_conn *c, const char *url, const char
         srv_idgen_str(&s->ids, "req_", c->reqid, sizeof c->reqid);
     c->is_get = !strcmp(method, "GET");
     c->is_post = !strcmp(method, "POST");
+    c->is_delete = !strcmp(method, "DELETE");
     c->is_options = !strcmp(method, "OPTIONS");
     bool path_ok = false;
     c->route = srv_route_find(method, url, &path_ok, c->path_param, sizeof c->path_param);
@@ -433,6 +435,20 @@ static enum MHD_Result headers_received(srv_conn *c, const char *url, const char
                            "X-Session-ID must match [A-Za-z0-9_.-]{1,128} and not start with '.'");
         } else {
             memcpy(c->agent, sid, n + 1);
+        }
+    }
+    c->own_timeout_ms = -1;
+    const char *qt = srv_conn_header(c, "X-Queue-Timeout-Ms");
+    if (qt) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(qt, &end, 10);
+        if (errno || end == qt || *end || v < 1 || v > 86400000) {
+            if (!c->early.http_status)
+                srv_errorf(&c->early, 400, "invalid_value", "X-Queue-Timeout-Ms",
+                           "X-Queue-Timeout-Ms must be an integer in 1..86400000");
+        } else {
+            c->own_timeout_ms = v;
         }
     }
     const char *cl = srv_conn_header(c, "Content-Length");
@@ -485,7 +501,7 @@ static enum MHD_Result preflight(srv_conn *c)
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
     if (cors_origin(c)) {
-        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
         const char *h = srv_conn_header(c, "Access-Control-Request-Headers");
         bool sane = h && strlen(h) < 1024;
         for (const char *p = h; sane && *p; p++)
@@ -493,7 +509,7 @@ static enum MHD_Result preflight(srv_conn *c)
                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == ',' || *p == ' ';
         MHD_add_response_header(resp, "Access-Control-Allow-Headers",
                                 sane ? h : "Authorization, Content-Type, X-API-Key, X-Session-ID, "
-                                           "X-Request-ID, anthropic-version");
+                                           "X-Request-ID, X-Queue-Timeout-Ms, anthropic-version");
         MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
     }
     add_headers(c, resp, 0);
@@ -516,11 +532,81 @@ static enum MHD_Result send_reply(srv_conn *c, srv_reply *r)
     return res;
 }
 
-/* Last call: the whole request is here. */
+/* Parks c until the swap is over (the watchdog resumes it). */
+static enum MHD_Result park(srv_conn *c)
+{
+    srv_server *s = c->srv;
+    pthread_mutex_lock(&s->live_mu);
+    if (atomic_load(&s->draining)) { /* srv_stop's resume-all may have passed already */
+        pthread_mutex_unlock(&s->live_mu);
+        srv_error e;
+        srv_errorf(&e, 503, "shutting_down", NULL, "the server is shutting down");
+        return queue_error(c, &e, NULL);
+    }
+    live_link(c);
+    c->waiting = true;
+    pthread_mutex_lock(&c->mu);
+    c->suspended = true;
+    MHD_suspend_connection(c->mhd);
+    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&s->live_mu);
+    return MHD_YES;
+}
+
+static void *job_main(void *arg)
+{
+    srv_conn *c = arg;
+    srv_server *s = c->srv;
+    c->job->run(c->job);
+    atomic_store(&c->job->done, true);
+    on_engine_event(c); /* resume the connection: job_continue replies */
+    atomic_fetch_sub(&s->jobs, 1);
+    return NULL;
+}
+
+/* The job is over: its reply. Else (a spurious resume) suspend again. */
+static enum MHD_Result job_continue(srv_conn *c)
+{
+    srv_job *j = c->job;
+    pthread_mutex_lock(&c->mu);
+    if (!atomic_load(&j->done)) {
+        c->suspended = true;
+        MHD_suspend_connection(c->mhd);
+        pthread_mutex_unlock(&c->mu);
+        return MHD_YES;
+    }
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(j->th, NULL);
+    j->joined = true;
+    srv_reply r;
+    memset(&r, 0, sizeof r);
+    j->reply(j, &r);
+    return send_reply(c, &r);
+}
+
+static enum MHD_Result job_start(srv_conn *c, srv_job *j)
+{
+    srv_server *s = c->srv;
+    c->job = j;
+    atomic_init(&j->done, false);
+    atomic_fetch_add(&s->jobs, 1);
+    if (pthread_create(&j->th, NULL, job_main, c)) {
+        atomic_fetch_sub(&s->jobs, 1);
+        srv_error e;
+        srv_errorf(&e, 500, NULL, NULL, "cannot start a thread for the job");
+        return queue_error(c, &e, NULL);
+    }
+    j->started = true;
+    return job_continue(c);
+}
+
+/* Last call: the whole request is here (or a parked one resumed). */
 static enum MHD_Result request_complete(srv_conn *c, const char *url)
 {
     srv_server *s = c->srv;
     if (c->is_options) return preflight(c);
+    live_remove(c); /* a parked request, resumed */
+    if (atomic_load(&c->client_gone)) return MHD_NO;
     srv_error e;
     if (!check_auth(c, url, &e)) return queue_error(c, &e, NULL);
     if (c->early.http_status) {
@@ -543,10 +629,14 @@ static enum MHD_Result request_complete(srv_conn *c, const char *url)
         !srv_json_parse_body(c->body.data ? c->body.data : "", c->body.len, s->cfg.max_json_depth,
                              &body, &e))
         return queue_error(c, &e, NULL);
-    srv_reply r = {0};
+    srv_reply r;
+    memset(&r, 0, sizeof r);
     c->route->handler(c, body, &r);
     json_decref(body);
     if (r.gen_started) return gen_respond(c);
+    srv_conn_release(c); /* the handler is done with the model */
+    if (r.job) return job_start(c, r.job);
+    if (r.wait && !r.err.http_status) return park(c);
     return send_reply(c, &r);
 }
 
@@ -567,6 +657,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (c->job) return c->responded ? MHD_YES : job_continue(c);
     if (c->gen) return gen_continue(c);
     if (c->responded) return MHD_YES;
     return request_complete(c, url);
@@ -605,6 +696,22 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 /* The watchdog: hang-ups of suspended connections                        */
 /* ===================================================================== */
 
+/* Resumes parked requests whose wait is over: the swap has ended (serving
+ * or degraded), their queue budget has passed, the server is shutting down
+ * or the client has gone. Caller holds live_mu. */
+static void wake_parked(srv_server *s)
+{
+    swap_mgr *sm = atomic_load(&s->models);
+    swap_state st = sm ? swap_get_state(sm) : SWAP_LOADING;
+    bool settled = st == SWAP_SERVING || st == SWAP_DEGRADED || atomic_load(&s->draining);
+    for (srv_conn *c = s->live; c; c = c->live_next) {
+        if (!c->waiting) continue;
+        if (!settled && !atomic_load(&c->client_gone) && srv_conn_queue_budget_ms(c) >= 0) continue;
+        c->waiting = false;
+        on_engine_event(c);
+    }
+}
+
 static void *watchdog_main(void *arg)
 {
     srv_server *s = arg;
@@ -638,6 +745,7 @@ static void *watchdog_main(void *arg)
                 sem_log(s->lg, SEM_LOG_INFO, "http client gone req=%s: cancelling", conns[i]->reqid);
             }
         }
+        wake_parked(s);
         pthread_mutex_unlock(&s->live_mu);
     }
     free(fds);
@@ -651,7 +759,7 @@ static void *watchdog_main(void *arg)
 
 const char *srv_state_name(srv_state st)
 {
-    static const char *const names[] = {"loading", "serving", "draining", "swapping", "degraded"};
+    static const char *const names[] = {"loading", "serving", "shutting_down"};
     return (unsigned)st < sizeof names / sizeof names[0] ? names[st] : "unknown";
 }
 
@@ -754,16 +862,26 @@ static sem_status server_init(srv_server *s, const srv_config *cfg, sem_err *err
     s->cfg.host = s->host;
     s->cfg.cors_origins = NULL;
     s->cfg.api_keys = s->cfg.admin_key = NULL; /* kept only inside auth */
-    pthread_mutex_init(&s->backend_mu, NULL);
+    s->models_dir = cfg->models_dir ? sem_strdup(cfg->models_dir) : NULL;
+    s->hf_cache = cfg->hf_cache ? sem_strdup(cfg->hf_cache) : NULL;
+    s->kv_format = sem_strdup(cfg->kv_format ? cfg->kv_format : "f16");
+    s->cfg.models_dir = s->models_dir;
+    s->cfg.hf_cache = s->hf_cache;
+    s->cfg.kv_format = s->kv_format;
     pthread_mutex_init(&s->live_mu, NULL);
+    atomic_init(&s->models, NULL);
+    atomic_init(&s->rss_baseline, 0);
     atomic_init(&s->state, SRV_STATE_LOADING);
     atomic_init(&s->inflight, 0);
+    atomic_init(&s->jobs, 0);
     atomic_init(&s->draining, false);
     atomic_init(&s->watchdog_stop, false);
     s->t_start_s = clk_now_s();
     srv_idgen_init(&s->ids, srv_random_seed());
     sem_status st;
-    if (!s->host || (cfg->cors_origins && !s->cors_csv)) return sem_errf(err, SEM_ENOMEM, "out of memory");
+    if (!s->host || (cfg->cors_origins && !s->cors_csv) || (cfg->models_dir && !s->models_dir) ||
+        (cfg->hf_cache && !s->hf_cache) || !s->kv_format)
+        return sem_errf(err, SEM_ENOMEM, "out of memory");
     if ((st = parse_cors(s, err)) || (st = srv_auth_init(&s->auth, cfg->api_keys, cfg->admin_key, err)) ||
         (st = srv_rl_create(cfg->rate_limit_rps, cfg->rate_limit_burst, 1, &s->rl_global, err)) ||
         (st = srv_rl_create(cfg->agent_rate_limit_rps, cfg->agent_rate_limit_burst, SRV_RL_MAX_KEYS,
@@ -780,10 +898,12 @@ static void server_free(srv_server *s)
     srv_rl_destroy(s->rl_global);
     srv_rl_destroy(s->rl_agent);
     srv_metrics_destroy(s->metrics);
-    pthread_mutex_destroy(&s->backend_mu);
     pthread_mutex_destroy(&s->live_mu);
     free(s->host);
     free(s->cors_csv);
+    free(s->models_dir);
+    free(s->hf_cache);
+    free(s->kv_format);
     free(s);
 }
 
@@ -825,30 +945,18 @@ sem_status srv_start(const srv_config *cfg, srv_server **out, sem_err *err)
 
 uint16_t srv_port(const srv_server *s) { return s->port; }
 
-void srv_set_backend(srv_server *s, const srv_backend *b)
+void srv_set_models(srv_server *s, swap_mgr *sm, uint64_t rss_baseline_bytes)
 {
-    pthread_mutex_lock(&s->backend_mu);
-    s->have_backend = b != NULL;
-    if (b) s->backend = *b;
-    else memset(&s->backend, 0, sizeof s->backend);
-    if (b) s->ever_served = true;
-    pthread_mutex_unlock(&s->backend_mu);
-}
-
-void srv_set_state(srv_server *s, srv_state st)
-{
-    srv_state old = (srv_state)atomic_exchange(&s->state, (int)st);
-    if (old != st) sem_log(s->lg, SEM_LOG_INFO, "server state %s -> %s", srv_state_name(old), srv_state_name(st));
+    atomic_store(&s->rss_baseline, rss_baseline_bytes);
+    atomic_store(&s->models, sm);
+    srv_state old = (srv_state)atomic_exchange(&s->state, (int)SRV_STATE_SERVING);
+    if (old != SRV_STATE_SERVING)
+        sem_log(s->lg, SEM_LOG_INFO, "server state %s -> serving", srv_state_name(old));
 }
 
 srv_state srv_get_state(const srv_server *s) { return (srv_state)atomic_load(&s->state); }
 
 int32_t srv_n_inflight(const srv_server *s) { return atomic_load(&s->inflight); }
-
-void srv_note_swap(srv_server *s, bool ok, double duration_s)
-{
-    srv_metrics_swap(s->metrics, ok, duration_s);
-}
 
 static bool wait_idle(srv_server *s, int64_t timeout_ms)
 {
@@ -864,6 +972,7 @@ static bool wait_idle(srv_server *s, int64_t timeout_ms)
 int32_t srv_drain(srv_server *s, int64_t timeout_ms)
 {
     atomic_store(&s->draining, true);
+    atomic_store(&s->state, (int)SRV_STATE_SHUTTING_DOWN);
     if (!s->stopped_accepting) {
         MHD_socket fd = MHD_quiesce_daemon(s->mhd);
         if (fd != MHD_INVALID_SOCKET) s->listen_fd = fd; /* closed after MHD stops */
@@ -885,6 +994,11 @@ void srv_stop(srv_server *s)
     if (!s->stopped_accepting) srv_drain(s, 0);
     live_cancel_all(s, true); /* nothing may stay suspended when MHD stops */
     wait_idle(s, 2000);
+    if (atomic_load(&s->jobs) > 0) sem_log(s->lg, SEM_LOG_INFO, "stop: waiting for a swap to finish");
+    while (atomic_load(&s->jobs) > 0) { /* a swap ends on its own (bounded by its timeout) */
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(s->mhd);
     atomic_store(&s->watchdog_stop, true);
     if (s->watchdog_started) pthread_join(s->watchdog, NULL);

@@ -3,9 +3,15 @@
  *
  * Label cardinality is bounded by construction: routes are the templates
  * from the route table (plus "other" for anything unmatched), statuses come
- * from a fixed list (plus "other"), cache tiers and swap results are enums.
- * No raw path, agent id or model output ever becomes a label; the only
- * free-text labels are the served model's own id, arch and dtype.
+ * from a fixed list (plus "other"), cache tiers, swap results and swap
+ * steps are enums. No raw path, agent id or model output ever becomes a
+ * label; the only free-text labels are the served model's own id, arch
+ * and dtype.
+ *
+ * The agent cache series (semantic_agent_cache_*) are the cache store's own
+ * counters, read at render time from the current model's engine: they
+ * count since that model was loaded and restart from zero after a swap, as
+ * counters do after a process restart (rate() handles it).
  *
  * Thread: any; one mutex guards everything (updates are a few adds).
  */
@@ -17,7 +23,7 @@
 #include <unistd.h>
 
 static const int known_status[] = {200, 204, 400, 401, 403, 404, 405, 409,
-                                   413, 429, 500, 503, 0 /* other */};
+                                   413, 429, 500, 503, 504, 0 /* other */};
 #define N_STATUS (sizeof known_status / sizeof known_status[0])
 
 #define MAX_BUCKETS 16
@@ -44,8 +50,13 @@ struct srv_metrics {
     histo ttft, itl, swap_s;
     uint64_t counters[SRV_C_COUNT];
     uint64_t cache[SRV_TIER_COUNT];
-    uint64_t swaps_ok, swaps_failed;
+    uint64_t swaps[SRV_SWAP_RESULT_COUNT];
+    double last_step_ms[SWAP_N_STEPS]; /* the last swap that ran its steps */
+    bool have_steps;
 };
+
+static const char *const swap_results[SRV_SWAP_RESULT_COUNT] = {"ok", "rolled_back", "degraded",
+                                                                "abandoned"};
 
 static void histo_init(histo *h, const double *le, size_t n)
 {
@@ -107,6 +118,11 @@ void srv_metrics_request(srv_metrics *m, size_t route, int http_status, double d
 {
     if (!m) return;
     if (route > m->n_routes) route = m->n_routes;
+    for (size_t i = 0; i < route && route < m->n_routes; i++) /* GET and DELETE of one template share series */
+        if (!strcmp(m->routes[i], m->routes[route])) {
+            route = i;
+            break;
+        }
     pthread_mutex_lock(&m->mu);
     m->requests[route * N_STATUS + status_index(http_status)]++;
     histo_observe(&m->latency[route], duration_s);
@@ -140,13 +156,18 @@ void srv_metrics_cache(srv_metrics *m, srv_cache_tier tier)
     pthread_mutex_unlock(&m->mu);
 }
 
-void srv_metrics_swap(srv_metrics *m, bool ok, double duration_s)
+void srv_metrics_swap(srv_metrics *m, srv_swap_result r, double duration_s,
+                      const swap_step *steps, int n_steps)
 {
-    if (!m) return;
+    if (!m || r >= SRV_SWAP_RESULT_COUNT) return;
     pthread_mutex_lock(&m->mu);
-    if (ok) m->swaps_ok++;
-    else m->swaps_failed++;
+    m->swaps[r]++;
     histo_observe(&m->swap_s, duration_s);
+    if (steps && n_steps > 1) { /* more than the drain ran */
+        for (int i = 0; i < SWAP_N_STEPS; i++)
+            m->last_step_ms[i] = i < n_steps && steps[i].done ? steps[i].ms : 0;
+        m->have_steps = true;
+    }
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -264,19 +285,66 @@ static bool render_tokens(srv_metrics *m, buf *o)
 
 static bool render_events(srv_metrics *m, buf *o)
 {
-    return head(o, "semantic_client_disconnects_total", "counter",
-                "Requests cancelled because the client went away.") &&
-           buf_printf(o, "semantic_client_disconnects_total %" PRIu64 "\n",
-                      m->counters[SRV_C_CLIENT_DISCONNECTS]) &&
-           head(o, "semantic_rate_limited_total", "counter", "Requests refused with 429.") &&
-           buf_printf(o, "semantic_rate_limited_total %" PRIu64 "\n",
-                      m->counters[SRV_C_RATE_LIMITED]) &&
-           head(o, "semantic_swaps_total", "counter", "Model swaps by result.") &&
-           buf_printf(o, "semantic_swaps_total{result=\"ok\"} %" PRIu64 "\n", m->swaps_ok) &&
-           buf_printf(o, "semantic_swaps_total{result=\"failed\"} %" PRIu64 "\n",
-                      m->swaps_failed) &&
-           head(o, "semantic_swap_duration_seconds", "histogram", "Model swap durations.") &&
-           histo_write(o, "semantic_swap_duration_seconds", "", &m->swap_s);
+    static const char *const steps[SWAP_N_STEPS] = {"drain", "evict", "shutdown", "unload",
+                                                    "load", "reconfigure", "update_tag", "reinit"};
+    bool ok = head(o, "semantic_client_disconnects_total", "counter",
+                   "Requests cancelled because the client went away.") &&
+              buf_printf(o, "semantic_client_disconnects_total %" PRIu64 "\n",
+                         m->counters[SRV_C_CLIENT_DISCONNECTS]) &&
+              head(o, "semantic_rate_limited_total", "counter", "Requests refused with 429.") &&
+              buf_printf(o, "semantic_rate_limited_total %" PRIu64 "\n",
+                         m->counters[SRV_C_RATE_LIMITED]) &&
+              head(o, "semantic_swaps_total", "counter",
+                   "Model swaps by result (ok, rolled_back, degraded, abandoned).");
+    for (size_t i = 0; i < SRV_SWAP_RESULT_COUNT && ok; i++)
+        ok = buf_printf(o, "semantic_swaps_total{result=\"%s\"} %" PRIu64 "\n", swap_results[i],
+                        m->swaps[i]);
+    ok = ok && head(o, "semantic_swap_duration_seconds", "histogram", "Model swap durations.") &&
+         histo_write(o, "semantic_swap_duration_seconds", "", &m->swap_s) &&
+         head(o, "semantic_swap_last_step_seconds", "gauge",
+              "Each step's time in the last swap that got past the drain.");
+    for (size_t i = 0; i < SWAP_N_STEPS && ok && m->have_steps; i++)
+        ok = buf_printf(o, "semantic_swap_last_step_seconds{step=\"%s\"} %.9g\n", steps[i],
+                        m->last_step_ms[i] / 1e3);
+    return ok;
+}
+
+static bool counter(buf *o, const char *name, const char *help, uint64_t v, bool have)
+{
+    return head(o, name, "counter", help) &&
+           (!have || buf_printf(o, "%s %" PRIu64 "\n", name, v));
+}
+
+/* The agent cache store's counters (absent while no model serves). */
+static bool render_agent_cache(const srv_gauges *g, buf *o)
+{
+    const cache_stats *c = &g->cache;
+    bool h = g->have_cache;
+    bool ok = head(o, "semantic_agent_cache_hits_total", "counter",
+                   "Agent cache lookups that reused KV, by tier (since the model was loaded).");
+    if (ok && h)
+        ok = buf_printf(o, "semantic_agent_cache_hits_total{tier=\"hot\"} %" PRIu64 "\n", c->hits_hot) &&
+             buf_printf(o, "semantic_agent_cache_hits_total{tier=\"warm\"} %" PRIu64 "\n", c->hits_warm);
+    ok = ok &&
+         counter(o, "semantic_agent_cache_misses_total", "Agent cache lookups that reused nothing.", c->misses, h) &&
+         counter(o, "semantic_agent_cache_written_bytes_total", "Bytes written to agent cache files.",
+                 c->bytes_written, h) &&
+         counter(o, "semantic_agent_cache_read_bytes_total", "Bytes read from agent cache files.",
+                 c->bytes_read, h) &&
+         counter(o, "semantic_agent_cache_files_written_total", "Agent cache files written.",
+                 c->files_written, h) &&
+         counter(o, "semantic_agent_cache_quarantined_total",
+                 "Agent cache files found corrupt or incompatible and moved to quarantine/.",
+                 c->quarantined, h) &&
+         counter(o, "semantic_agent_cache_evictions_total", "Hot agent caches evicted from RAM.",
+                 c->evictions, h) &&
+         head(o, "semantic_agent_cache_entries", "gauge", "Agent cache entries by tier.");
+    if (ok && h)
+        ok = buf_printf(o, "semantic_agent_cache_entries{tier=\"hot\"} %u\n", (unsigned)c->entries_hot) &&
+             buf_printf(o, "semantic_agent_cache_entries{tier=\"warm\"} %u\n", (unsigned)c->entries_warm);
+    ok = ok && head(o, "semantic_agent_cache_disk_bytes", "gauge", "Bytes of agent cache files on disk.");
+    if (ok && h) ok = buf_printf(o, "semantic_agent_cache_disk_bytes %" PRIu64 "\n", c->disk_bytes);
+    return ok;
 }
 
 static bool gauge(buf *o, const char *name, const char *help, double v)
@@ -286,8 +354,8 @@ static bool gauge(buf *o, const char *name, const char *help, double v)
 
 static bool render_gauges(const srv_gauges *g, buf *o)
 {
-    static const char *const states[] = {"loading", "serving", "draining", "swapping",
-                                         "degraded"};
+    static const char *const states[] = {"loading",      "serving",  "draining",     "swapping",
+                                         "rolling_back", "degraded", "shutting_down"};
     const eng_stats *e = &g->eng;
     bool ok = gauge(o, "semantic_requests_inflight", "Generations holding an engine request.",
                     g->inflight) &&
@@ -309,7 +377,7 @@ static bool render_gauges(const srv_gauges *g, buf *o)
               head(o, "semantic_state", "gauge", "Server state (1 for the current one).");
     for (size_t i = 0; i < sizeof states / sizeof states[0] && ok; i++)
         ok = buf_printf(o, "semantic_state{state=\"%s\"} %d\n", states[i],
-                        (size_t)g->state == i);
+                        g->state && !strcmp(g->state, states[i]));
     ok = ok && head(o, "semantic_model_info", "gauge", "The served model (value 1).");
     if (ok && g->model_id) {
         ok = buf_append_str(o, "semantic_model_info{model=\"") && label(o, g->model_id) &&
@@ -317,7 +385,11 @@ static bool render_gauges(const srv_gauges *g, buf *o)
              buf_append_str(o, "\",dtype=\"") && label(o, g->model_dtype) &&
              buf_printf(o, "\",max_context=\"%d\"} 1\n", (int)g->max_ctx);
     }
-    return ok;
+    ok = ok && head(o, "semantic_model_loaded_timestamp_seconds", "gauge",
+                    "When the served model was loaded (unix time).");
+    if (ok && g->model_id)
+        ok = buf_printf(o, "semantic_model_loaded_timestamp_seconds %.3f\n", (double)g->loaded_at_ms / 1e3);
+    return ok && render_agent_cache(g, o);
 }
 
 bool srv_metrics_render(srv_metrics *m, const srv_gauges *g, buf *out)

@@ -8,23 +8,35 @@
  *   Anthropic  POST /v1/messages, POST /v1/messages/count_tokens
  *              (GET /v1/models answers in Anthropic's shape when the request
  *              carries an `anthropic-version` header)
- *   admin      /admin/... (X-Admin-Key; a stub until the swap issue lands)
+ *   agents     GET /v1/agents, GET/DELETE /v1/agents/{id} (agent caches)
+ *   admin      /admin/models/{current,available,swap}, DELETE /admin/caches
+ *              (X-Admin-Key)
  *   health     /health, /health/live, /health/startup, /health/ready
  *   metrics    /metrics (Prometheus text format)
  *
  * HTTP threads parse, render and tokenize the prompt, then hand the request
  * to the engine (eng_submit) and stream its events; they never compute.
- * The server can start before the model is loaded (state LOADING, requests
- * get 503) and gets its backend with srv_set_backend once the engine runs.
+ * The model comes from the swap manager (swap/swap.h): every request that
+ * needs it takes the current bundle with swap_acquire and gives it back
+ * when it is completely over (a stream included), so a swap drains by
+ * waiting for those requests. A request arriving during a swap is parked
+ * (its connection suspended, no thread held) until the swap ends or its own
+ * queue timeout passes (503 with Retry-After). A swap runs on a thread of
+ * its own while its admin connection is suspended.
+ *
+ * The server starts before the first model is loaded (state LOADING:
+ * model requests get 503) and serves once srv_set_models hands it the
+ * swap manager.
  *
  * Thread: srv_start/srv_drain/srv_stop on the owner (app/) thread;
- * srv_set_state, srv_set_backend and srv_get_state from any thread.
+ * srv_set_models and srv_get_state from any thread.
  */
 #ifndef SEM_SERVER_H
 #define SEM_SERVER_H
 
 #include "base/base.h"
 #include "engine/engine.h"
+#include "swap/swap.h"
 #include "tokenizer/tokenizer.h"
 
 /* ---- named limits ---------------------------------------------------- */
@@ -39,17 +51,16 @@
 #define SRV_MAX_TOOLS 256         /* tools per request */
 #define SRV_MAX_API_KEYS 64
 
-/* The server's lifecycle as /health/ready reports it. The swap orchestrator
- * (later) moves SERVING -> DRAINING -> SWAPPING -> SERVING or DEGRADED. */
+/* The server's own lifecycle. While SERVING, the state probes report is
+ * the swap manager's (serving, draining, swapping, rolling_back,
+ * degraded); see srv_state_now. */
 typedef enum srv_state {
-    SRV_STATE_LOADING = 0, /* no model yet: generation gets 503 */
-    SRV_STATE_SERVING,
-    SRV_STATE_DRAINING,    /* shutting down or about to swap: 503 */
-    SRV_STATE_SWAPPING,
-    SRV_STATE_DEGRADED,    /* a swap failed and the rollback too */
+    SRV_STATE_LOADING = 0, /* no model yet: model requests get 503 */
+    SRV_STATE_SERVING,     /* the swap manager is set */
+    SRV_STATE_SHUTTING_DOWN, /* srv_drain ran: new requests get 503 */
 } srv_state;
 
-const char *srv_state_name(srv_state s); /* "loading", "serving", ... */
+const char *srv_state_name(srv_state s); /* "loading", "serving", "shutting_down" */
 
 /* How a model writes tool calls in its output. */
 typedef enum srv_tool_format {
@@ -61,19 +72,6 @@ typedef enum srv_tool_format {
 const char *srv_tool_format_name(srv_tool_format f);
 /* Guesses the format from a chat template's source text (NULL ok). */
 srv_tool_format srv_tool_format_detect(const char *template_src);
-
-/* Everything a request needs to generate: all borrowed, and all must stay
- * valid until the next srv_set_backend or srv_stop. */
-typedef struct srv_backend {
-    eng_engine *eng;
-    const tok_tokenizer *tok;
-    const tok_chat_template *chat; /* NULL: /v1/chat/completions and /v1/messages get 400 */
-    srv_tool_format tool_format;
-    const char *model_id;          /* the name /v1/models lists */
-    const char *model_arch;        /* for model info ("LlamaForCausalLM") */
-    const char *model_dtype;       /* "q4", "f16", ... */
-    int32_t max_ctx;               /* eng_max_ctx */
-} srv_backend;
 
 typedef struct srv_config {
     const char *host;              /* "127.0.0.1"; "0.0.0.0" or "::" for all */
@@ -94,6 +92,12 @@ typedef struct srv_config {
     const char *admin_key;         /* NULL/"" = admin routes refused */
     const char *cors_origins;      /* comma-separated origins or "*"; NULL = no CORS */
     bool test_hooks;               /* accept "semantic_test_completion" */
+    /* where models come from (GET /admin/models/available) */
+    const char *models_dir;        /* may be NULL */
+    const char *hf_cache;          /* may be NULL: the default hub cache */
+    /* settings of every model's engine, reported by /admin/models/current */
+    int32_t block_tokens;
+    const char *kv_format;         /* "f16", "q8", "q4", "f32" */
     sem_logger *lg;                /* borrowed */
 } srv_config;
 
@@ -105,11 +109,10 @@ typedef struct srv_server srv_server; /* opaque */
  * every string in cfg. */
 sem_status srv_start(const srv_config *cfg, srv_server **out, sem_err *err);
 uint16_t srv_port(const srv_server *s); /* the bound port */
-/* Copies b (its pointers stay borrowed); NULL clears it. Thread: any, but
- * only while no generation runs on the old backend (before SERVING, or
- * after a drain). */
-void srv_set_backend(srv_server *s, const srv_backend *b);
-void srv_set_state(srv_server *s, srv_state st);
+/* Hands the server the swap manager (borrowed: it must outlive srv_stop)
+ * and moves it to SERVING. rss_baseline_bytes is the process RSS measured
+ * before the first model was loaded (reported by /admin/models/current). */
+void srv_set_models(srv_server *s, swap_mgr *sm, uint64_t rss_baseline_bytes);
 srv_state srv_get_state(const srv_server *s);
 /* Number of generations (requests holding an engine request) now. */
 int32_t srv_n_inflight(const srv_server *s);
@@ -119,10 +122,8 @@ int32_t srv_n_inflight(const srv_server *s);
  * for it to end. Returns the number of generations that were cancelled. */
 int32_t srv_drain(srv_server *s, int64_t timeout_ms);
 /* Stops the HTTP threads and frees the server. NULL ok. Call srv_drain
- * first (srv_stop also cancels and waits, briefly, for safety). */
+ * first (srv_stop also cancels and waits, briefly, for safety; a swap in
+ * progress is waited for). */
 void srv_stop(srv_server *s);
-
-/* Hooks for the rooms that land later (swap, cache): counted in /metrics. */
-void srv_note_swap(srv_server *s, bool ok, double duration_s);
 
 #endif /* SEM_SERVER_H */

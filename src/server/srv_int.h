@@ -14,13 +14,17 @@
  *                 shared field parsers; prompt building (template + encode)
  *   api_openai.c  OpenAI bodies -> srv_gen_req; OpenAI responses and chunks
  *   api_anthropic.c  the same for Anthropic
- *   api_admin.c   admin routes (stub until the swap issue)
+ *   api_admin.c   admin routes: the current and available models, the
+ *                 swap (a job on its own thread), clearing caches
+ *   api_agents.c  the agents API (agent caches: list, get, delete)
  *   endpoints.c   handlers of the generation, count_tokens and model routes
  *   health.c      health routes and /metrics
  *   gen.c         a generation: engine request + response state (pump)
  *   routes.c      the route table
+ *   models.c      the current model for a request: acquire/release of the
+ *                 swap manager's bundle, parking requests during a swap
  *   http.c        libmicrohttpd glue, suspend/resume, the disconnect
- *                 watchdog, drain and the server lifecycle
+ *                 watchdog, jobs, drain and the server lifecycle
  *
  * Thread: everything here runs on HTTP threads unless it says otherwise.
  */
@@ -164,6 +168,14 @@ typedef enum srv_counter {
     SRV_C_COUNT
 } srv_counter;
 
+typedef enum srv_swap_result {
+    SRV_SWAP_OK = 0,
+    SRV_SWAP_ROLLED_BACK,  /* failed; the old model serves again */
+    SRV_SWAP_DEGRADED,     /* failed, and the rollback too */
+    SRV_SWAP_ABANDONED,    /* the drain timed out; nothing changed */
+    SRV_SWAP_RESULT_COUNT
+} srv_swap_result;
+
 typedef enum srv_cache_tier {
     SRV_TIER_HOT = 0, /* blocks still in the pool */
     SRV_TIER_WARM,    /* read back from an agent's cache file */
@@ -175,10 +187,13 @@ typedef enum srv_cache_tier {
 typedef struct srv_gauges {
     eng_stats eng;
     bool have_eng;
+    cache_stats cache;             /* the agent cache store of the current model */
+    bool have_cache;
     int32_t inflight;
-    srv_state state;
+    const char *state;             /* srv_state_now: "serving", "swapping", ... */
     const char *model_id, *model_arch, *model_dtype; /* NULL = no model */
     int32_t max_ctx;
+    uint64_t loaded_at_ms;         /* wall clock; 0 = no model */
     uint64_t rss_bytes;
 } srv_gauges;
 
@@ -192,7 +207,10 @@ void srv_metrics_ttft(srv_metrics *m, double s);
 void srv_metrics_inter_token(srv_metrics *m, double s);
 void srv_metrics_add(srv_metrics *m, srv_counter c, uint64_t n);
 void srv_metrics_cache(srv_metrics *m, srv_cache_tier tier);
-void srv_metrics_swap(srv_metrics *m, bool ok, double duration_s);
+/* A finished swap (not the 404/409 refusals): its result, total time and
+ * its steps' times (steps may be NULL). */
+void srv_metrics_swap(srv_metrics *m, srv_swap_result r, double duration_s,
+                      const swap_step *steps, int n_steps);
 bool srv_metrics_render(srv_metrics *m, const srv_gauges *g, buf *out);
 /* Resident set size from /proc/self/statm (0 if unknown). */
 uint64_t srv_rss_bytes(void);
@@ -298,6 +316,24 @@ bool srv_get_test_completion(const json_t *obj, bool test_hooks, srv_gen_req *r,
  * parts joined. what names the field in errors. New heap string. */
 bool srv_content_text(const json_t *content, const char *what, char **out, srv_error *e);
 
+/* What a request uses of the current model: a view of the swap bundle it
+ * acquired (models.c), valid until the request releases it. Tests fill one
+ * by hand (bundle NULL). */
+typedef struct srv_backend {
+    const swap_bundle *bundle;     /* NULL in tests */
+    eng_engine *eng;
+    const tok_tokenizer *tok;
+    const tok_chat_template *chat; /* NULL: /v1/chat/completions and /v1/messages get 400 */
+    srv_tool_format tool_format;
+    const char *model_id;          /* the id it was loaded as: what /v1/models lists */
+    const char *model_arch;        /* "LlamaForCausalLM" */
+    char model_dtype[16];          /* "q4", "q8", "float" */
+    int32_t max_ctx;               /* eng_max_ctx */
+} srv_backend;
+
+/* The view of a bundle. */
+void srv_backend_from_bundle(const swap_bundle *b, srv_backend *out);
+
 /* Renders (chat/messages) or takes (completion) the prompt and encodes it
  * exactly as generation does. 400 on template errors or bad input. */
 bool srv_prompt_build(const srv_backend *b, const srv_gen_req *r, tok_ids *out, srv_error *e);
@@ -336,7 +372,8 @@ typedef struct srv_done {
     eng_finish finish;
     const char *stop_string;    /* borrowed; a matched user stop string or NULL */
     int32_t prompt_tokens, cached_tokens, completion_tokens;
-    int32_t cache_write_tokens; /* tokens written to the agent cache (later) */
+    int32_t cache_write_tokens; /* prompt tokens newly stored in the agent cache */
+    cache_tier cache_hit;       /* where the cached tokens came from */
     bool tool_calls;            /* at least one tool call was parsed */
 } srv_done;
 
@@ -455,12 +492,12 @@ struct srv_server {
     srv_rl *rl_global, *rl_agent;
     srv_metrics *metrics;
     srv_idgen ids;
-    pthread_mutex_t backend_mu;    /* guards backend, have_backend */
-    srv_backend backend;
-    bool have_backend;
-    bool ever_served;              /* a backend was set once (startup probe) */
+    char *models_dir, *hf_cache, *kv_format; /* owned copies (cfg points at them) */
+    _Atomic(swap_mgr *) models;    /* borrowed; NULL until srv_set_models */
+    _Atomic uint64_t rss_baseline; /* RSS before the first model loaded */
     _Atomic int state;             /* srv_state */
     _Atomic int32_t inflight;      /* generations holding an engine request */
+    _Atomic int32_t jobs;          /* job threads running (swaps) */
     _Atomic bool draining;         /* refuse new requests (503) */
     double t_start_s;
     char *cors[SRV_MAX_CORS];      /* owned; allowed origins */
@@ -477,9 +514,24 @@ struct srv_server {
 
 typedef enum srv_auth_level { SRV_AUTH_PUBLIC = 0, SRV_AUTH_API, SRV_AUTH_ADMIN } srv_auth_level;
 
-/* What a handler answers: a JSON body, a text body, an error, or "a
- * generation was started" (c->gen is set; the HTTP layer streams it). */
-typedef struct srv_reply {
+/* Work too long for an HTTP thread (a swap): run() on a thread of its
+ * own while the connection is suspended, then reply() on the HTTP thread.
+ * The job is freed with its connection. */
+typedef struct srv_reply srv_reply;
+typedef struct srv_job srv_job;
+struct srv_job {
+    void (*run)(srv_job *j);                 /* job thread */
+    void (*reply)(srv_job *j, srv_reply *r); /* HTTP thread, after run */
+    void (*destroy)(srv_job *j);             /* frees the job */
+    pthread_t th;
+    bool started, joined;
+    _Atomic bool done;                       /* run() returned */
+};
+
+/* What a handler answers: a JSON body, a text body, an error, "a
+ * generation was started" (c->gen is set; the HTTP layer streams it),
+ * "wait for the swap" (the handler runs again once it is over) or a job. */
+struct srv_reply {
     int status;                    /* 0 = 200 */
     json_t *json;                  /* owned */
     char *text;                    /* owned (e.g. /metrics) */
@@ -487,7 +539,9 @@ typedef struct srv_reply {
     const char *content_type;      /* for text */
     srv_error err;                 /* used when err.http_status != 0 */
     bool gen_started;
-} srv_reply;
+    bool wait;                     /* park the request until the swap ends */
+    srv_job *job;                  /* owned: start it (c->job takes it) */
+};
 
 typedef struct srv_conn srv_conn;
 typedef void (*srv_handler_fn)(srv_conn *c, const json_t *body, srv_reply *r);
@@ -498,6 +552,7 @@ typedef struct srv_route {
     srv_auth_level auth;
     srv_api api;                   /* the error envelope */
     srv_handler_fn handler;
+    bool id_has_slashes;           /* "{id}" matches the rest of the path ("org/name") */
 } srv_route;
 
 /* One HTTP request (MHD's per-request context). Thread: the HTTP thread
@@ -507,9 +562,10 @@ struct srv_conn {
     struct MHD_Connection *mhd;
     const srv_route *route;        /* NULL: unmatched */
     size_t route_idx;              /* for metrics (n_routes = other) */
-    char path_param[SRV_MAX_ID_BYTES + 1];
+    char path_param[SWAP_MAX_MODEL_ID];
     srv_api api;
-    bool is_get, is_post, is_options;
+    bool is_get, is_post, is_delete, is_options;
+    int64_t own_timeout_ms;        /* X-Queue-Timeout-Ms; -1 = not given */
     char reqid[SRV_MAX_ID_BYTES + 1];
     char agent[SRV_MAX_ID_BYTES + 1]; /* validated X-Session-ID or "" */
     srv_error early;               /* an error found before the body (404, 405, 413...) */
@@ -519,9 +575,12 @@ struct srv_conn {
     bool body_too_big;
     int status;                    /* the status sent */
     bool responded;
+    /* the model (models.c) */
+    srv_backend backend;           /* backend.bundle != NULL while acquired */
+    bool waiting;                  /* parked until a swap ends (srv->live_mu) */
+    srv_job *job;                  /* owned */
     /* generation */
     srv_gen *gen;                  /* owned */
-    srv_backend backend;           /* a copy, for gen->backend */
     bool streaming;
     buf out;                       /* SSE bytes not yet handed to MHD */
     size_t out_off;
@@ -561,13 +620,37 @@ void srv_h_startup(srv_conn *c, const json_t *body, srv_reply *r);
 void srv_h_ready(srv_conn *c, const json_t *body, srv_reply *r);
 void srv_h_metrics(srv_conn *c, const json_t *body, srv_reply *r);
 void srv_admin_h_current(srv_conn *c, const json_t *body, srv_reply *r);
+void srv_admin_h_available(srv_conn *c, const json_t *body, srv_reply *r);
+void srv_admin_h_swap(srv_conn *c, const json_t *body, srv_reply *r);
+void srv_admin_h_clear_caches(srv_conn *c, const json_t *body, srv_reply *r);
+void srv_h_agents(srv_conn *c, const json_t *body, srv_reply *r);
+void srv_h_agent(srv_conn *c, const json_t *body, srv_reply *r);
+void srv_h_agent_delete(srv_conn *c, const json_t *body, srv_reply *r);
 
 /* http.c services for handlers */
 const char *srv_conn_header(srv_conn *c, const char *name);
-/* A snapshot of the backend; false (and a 503 in e) when none or not serving. */
-bool srv_backend_get(srv_server *s, srv_backend *out, srv_error *e);
+const char *srv_conn_query(srv_conn *c, const char *name); /* a ?name=value argument */
 /* Why /health/ready would say no ("" when ready). */
 const char *srv_not_ready_reason(srv_server *s);
+
+/* models.c: the current model for a request. */
+/* Takes the current model into c->backend (a no-op if it has it). False
+ * with r->err set (not loaded, degraded, shutting down, or the request's
+ * own queue timeout passed during a swap: 503, Retry-After), or with
+ * r->wait set: a swap is running, the handler must return and is called
+ * again when the swap is over. */
+bool srv_conn_acquire(srv_conn *c, srv_reply *r);
+void srv_conn_release(srv_conn *c); /* NULL-safe: no-op when not held */
+/* The current bundle if a model is serving now, never waiting (NULL
+ * otherwise); give it back with srv_models_put. For probes and metrics. */
+const swap_bundle *srv_models_peek(srv_server *s);
+void srv_models_put(srv_server *s, const swap_bundle *b);
+/* The state probes and /admin report: "loading", "shutting_down", or the
+ * swap manager's ("serving", "draining", "swapping", "rolling_back",
+ * "degraded"). */
+const char *srv_state_now(srv_server *s);
+/* The request's remaining queue budget in ms (0 = no limit). */
+int64_t srv_conn_queue_budget_ms(srv_conn *c);
 /* Rate limits, inflight, prompt, submit: the common start of a generation. */
 void srv_generation_start(srv_conn *c, srv_gen_req *req, const srv_fmt_ops *fmt, srv_reply *r);
 

@@ -44,6 +44,19 @@ static void test_precedence(void **state)
     assert_true(c.rate_limit_rps == 2.5);
     assert_string_equal(c.api_keys, "k1,k2");
     assert_string_equal(c.log_level, "info");
+    assert_int_equal(c.block_tokens, 256);
+    assert_string_equal(c.cache_compat, "model");
+    assert_null(c.cache_dir);                    /* the XDG default is resolved at startup */
+    char *a3[] = {"serve", "--model", "org/a", "--models-dir", "/srv/models", "--cache-dir=none",
+                  "--cache-compat", "dims", "--test-hooks", "--test-fail-load-id", "org/b"};
+    const char *const e3[] = {"SEMANTIC_CACHE_DISK_MB=512", "SEMANTIC_BLOCK_TOKENS=64", NULL};
+    assert_int_equal(resolve(a3, 11, e3, &c, &err), SEM_OK);
+    assert_string_equal(c.models_dir, "/srv/models");
+    assert_string_equal(c.cache_dir, "none");
+    assert_string_equal(c.cache_compat, "dims");
+    assert_string_equal(c.test_fail_load_id, "org/b");
+    assert_int_equal(c.cache_disk_mb, 512);
+    assert_int_equal(c.block_tokens, 64);
     char *argv2[] = {"serve"};
     const char *const env2[] = {"SEMANTIC_MODEL=/env/model", "SEMANTIC_TEST_HOOKS=yes", NULL};
     assert_int_equal(resolve(argv2, 1, env2, &c, &err), SEM_OK);
@@ -77,6 +90,14 @@ static void test_errors(void **state)
     assert_int_equal(resolve(a7, 5, NULL, &c, &err), SEM_EINVAL);
     const char *const e8[] = {"SEMANTIC_TEST_HOOKS=maybe", NULL};
     assert_int_equal(resolve(a3, 3, e8, &c, &err), SEM_EINVAL);
+    char *a10[] = {"serve", "--model", "/m", "--cache-compat", "weights"};
+    assert_int_equal(resolve(a10, 5, NULL, &c, &err), SEM_EINVAL);
+    assert_non_null(strstr(err.msg, "--cache-compat"));
+    char *a11[] = {"serve", "--model", "/m", "--test-fail-load-id", "org/x"}; /* a hook without --test-hooks */
+    assert_int_equal(resolve(a11, 5, NULL, &c, &err), SEM_EINVAL);
+    assert_non_null(strstr(err.msg, "--test-hooks"));
+    char *a12[] = {"serve", "--model", "/m", "--block-tokens", "8"};
+    assert_int_equal(resolve(a12, 5, NULL, &c, &err), SEM_EINVAL);
     bool help = false;
     char *a9[] = {"serve", "--help"};
     assert_int_equal(app_serve_config_resolve(2, a9, env_lookup, &c, &help, &err), SEM_OK);

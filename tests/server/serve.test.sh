@@ -17,8 +17,10 @@ command -v node >/dev/null || { echo "serve.test: node not found: skipped"; exit
 
 # A very small model (2 layers, hidden 64) with the real Qwen3 tokenizer and
 # chat template: the ASan build decodes it fast enough for the suite.
-model=$build/models/srv-micro-qwen3
-mkdir -p "$build/models"
+# It lives under a models directory so that its id is "tiny-qwen3".
+models=$build/models/srv
+model=$models/tiny-qwen3
+mkdir -p "$models"
 /usr/bin/python3 "$src/tools/gen_model.py" --shape tiny --tokenizer qwen3 --dtype q4 --layers 2 \
   --hidden 64 --intermediate 128 --heads 2 --kv-heads 1 --out "$model" --if-missing --quiet
 # Under the ASan build (Debug, slow) the node tests use shorter generations.
@@ -34,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 SEMANTIC_API_KEYS="sk-test-a,sk-test-b" SEMANTIC_ADMIN_KEY="adm-secret" \
-  "$bin" serve --model "$model" --model-id tiny-qwen3 --port 0 --port-file "$tmp/port" \
+  "$bin" serve --models-dir "$models" --model tiny-qwen3 --cache-dir "$tmp/cache" --port 0 --port-file "$tmp/port" \
   --test-hooks --agent-rate-limit-rps 0.01 --agent-rate-limit-burst 2 --idle-timeout-s 4 \
   --max-body-bytes 1048576 --cors-origins https://app.example --max-batch 8 --threads 1 \
   --log-level info 2> "$tmp/server.log" &

@@ -214,12 +214,12 @@ static void test_metrics(void **state)
     srv_metrics_inter_token(m, 0.004);
     srv_metrics_add(m, SRV_C_PROMPT_TOKENS, 12);
     srv_metrics_cache(m, SRV_TIER_HOT);
-    srv_metrics_swap(m, true, 4);
+    srv_metrics_swap(m, SRV_SWAP_OK, 4, NULL, 0);
     srv_gauges g = {0};
     g.have_eng = true;
     g.eng.blocks_total = 10;
     g.eng.blocks_used = 3;
-    g.state = SRV_STATE_SERVING;
+    g.state = "serving";
     g.model_id = "we\"ird\\model\n";
     g.model_arch = "LlamaForCausalLM";
     g.model_dtype = "q4";
@@ -244,13 +244,65 @@ static void test_metrics(void **state)
     srv_metrics_destroy(m);
 }
 
+/* Swap results and steps, the agent cache series, and routes that share a
+ * template (GET and DELETE) sharing their series. */
+static void test_metrics_swaps_and_caches(void **state)
+{
+    (void)state;
+    static const char *const routes[] = {"/v1/x/{id}", "/v1/x/{id}"};
+    srv_metrics *m;
+    sem_err err;
+    assert_int_equal(srv_metrics_create(routes, 2, &m, &err), SEM_OK);
+    srv_metrics_request(m, 0, 200, 0.01);
+    srv_metrics_request(m, 1, 200, 0.01);
+    swap_step steps[SWAP_N_STEPS] = {{"drain", 10, true}, {"evict", 20, true}, {"shutdown", 1, true},
+                                     {"unload", 2, true}, {"load", 300, true}};
+    srv_metrics_swap(m, SRV_SWAP_ROLLED_BACK, 1.5, steps, 5);
+    srv_metrics_swap(m, SRV_SWAP_ABANDONED, 1.0, steps, 1); /* only the drain: steps kept */
+    srv_gauges g = {0};
+    g.state = "degraded";
+    g.have_cache = true;
+    g.cache.hits_hot = 3;
+    g.cache.hits_warm = 2;
+    g.cache.misses = 5;
+    g.cache.quarantined = 1;
+    g.cache.bytes_written = 4096;
+    buf b;
+    buf_init(&b);
+    assert_true(srv_metrics_render(m, &g, &b));
+    const char *t = b.data;
+    assert_non_null(strstr(t, "semantic_http_requests_total{route=\"/v1/x/{id}\",status=\"200\"} 2\n"));
+    assert_non_null(strstr(t, "semantic_swaps_total{result=\"rolled_back\"} 1\n"));
+    assert_non_null(strstr(t, "semantic_swaps_total{result=\"abandoned\"} 1\n"));
+    assert_non_null(strstr(t, "semantic_swaps_total{result=\"ok\"} 0\n"));
+    assert_non_null(strstr(t, "semantic_swap_last_step_seconds{step=\"load\"} 0.3\n"));
+    assert_non_null(strstr(t, "semantic_swap_last_step_seconds{step=\"reinit\"} 0\n"));
+    assert_non_null(strstr(t, "semantic_agent_cache_hits_total{tier=\"warm\"} 2\n"));
+    assert_non_null(strstr(t, "semantic_agent_cache_misses_total 5\n"));
+    assert_non_null(strstr(t, "semantic_agent_cache_quarantined_total 1\n"));
+    assert_non_null(strstr(t, "semantic_agent_cache_written_bytes_total 4096\n"));
+    assert_non_null(strstr(t, "semantic_state{state=\"degraded\"} 1\n"));
+    assert_non_null(strstr(t, "semantic_state{state=\"serving\"} 0\n"));
+    assert_null(strstr(t, "semantic_model_info{")); /* no model */
+    buf_fini(&b);
+    /* no model: the cache series keep their TYPE but have no samples */
+    g.have_cache = false;
+    buf_init(&b);
+    assert_true(srv_metrics_render(m, &g, &b));
+    assert_non_null(strstr(b.data, "# TYPE semantic_agent_cache_misses_total counter\n"));
+    assert_null(strstr(b.data, "semantic_agent_cache_misses_total 5"));
+    buf_fini(&b);
+    srv_metrics_destroy(m);
+}
+
 /* ---- routes, SSE ------------------------------------------------------------------ */
 
 static void test_routes(void **state)
 {
     (void)state;
     bool path_ok;
-    char param[SRV_MAX_ID_BYTES + 1] = "";
+    char allow[64];
+    char param[SWAP_MAX_MODEL_ID] = "";
     const srv_route *r = srv_route_find("POST", "/v1/chat/completions", &path_ok, param, sizeof param);
     assert_non_null(r);
     assert_int_equal(r->auth, SRV_AUTH_API);
@@ -261,11 +313,25 @@ static void test_routes(void **state)
     r = srv_route_find("GET", "/v1/models/my-model", &path_ok, param, sizeof param);
     assert_non_null(r);
     assert_string_equal(param, "my-model");
-    assert_null(srv_route_find("GET", "/v1/models/a/b", &path_ok, param, sizeof param));
+    r = srv_route_find("GET", "/v1/models/org/name", &path_ok, param, sizeof param); /* model ids have a slash */
+    assert_non_null(r);
+    assert_string_equal(param, "org/name");
     assert_null(srv_route_find("GET", "/v1/models/", &path_ok, param, sizeof param));
+    assert_null(srv_route_find("GET", "/v1/models/a//b", &path_ok, param, sizeof param));
+    assert_null(srv_route_find("GET", "/v1/models/a/", &path_ok, param, sizeof param));
+    /* agent ids are one segment; GET and DELETE share a path */
+    r = srv_route_find("DELETE", "/v1/agents/alice", &path_ok, param, sizeof param);
+    assert_non_null(r);
+    assert_string_equal(param, "alice");
+    assert_null(srv_route_find("GET", "/v1/agents/a/b", &path_ok, param, sizeof param));
+    assert_null(srv_route_find("POST", "/v1/agents/alice", &path_ok, param, sizeof param));
+    assert_true(path_ok);
+    srv_route_allow("/v1/agents/alice", allow, sizeof allow);
+    assert_string_equal(allow, "GET, DELETE, OPTIONS");
+    assert_int_equal(srv_route_find("POST", "/admin/models/swap", &path_ok, NULL, 0)->auth, SRV_AUTH_ADMIN);
+    assert_int_equal(srv_route_find("DELETE", "/admin/caches", &path_ok, NULL, 0)->auth, SRV_AUTH_ADMIN);
     assert_int_equal(srv_route_find("GET", "/health/ready", &path_ok, NULL, 0)->auth, SRV_AUTH_PUBLIC);
     assert_int_equal(srv_route_find("GET", "/admin/models/current", &path_ok, NULL, 0)->auth, SRV_AUTH_ADMIN);
-    char allow[64];
     srv_route_allow("/v1/messages", allow, sizeof allow);
     assert_string_equal(allow, "POST, OPTIONS");
     for (size_t i = 0; i < srv_n_routes; i++) assert_string_equal(srv_route_names[i], srv_routes[i].path);
@@ -290,7 +356,7 @@ int main(void)
         cmocka_unit_test(test_error_table), cmocka_unit_test(test_envelopes),
         cmocka_unit_test(test_ids),         cmocka_unit_test(test_json_bodies),
         cmocka_unit_test(test_utf8_repair), cmocka_unit_test(test_auth),
-        cmocka_unit_test(test_rate_limit),  cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_rate_limit),  cmocka_unit_test(test_metrics), cmocka_unit_test(test_metrics_swaps_and_caches),
         cmocka_unit_test(test_routes),      cmocka_unit_test(test_sse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

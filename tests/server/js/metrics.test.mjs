@@ -9,7 +9,8 @@ import { get, post, metrics, sample, parseProm, USER } from './util.mjs';
 
 const ROUTES = new Set(['/v1/chat/completions', '/v1/completions', '/v1/messages', '/v1/messages/count_tokens',
   '/v1/models', '/v1/models/{id}', '/health', '/health/live', '/health/startup', '/health/ready', '/metrics',
-  '/admin/models/current', 'other']);
+  '/admin/models/current', '/admin/models/available', '/admin/models/swap', '/admin/caches', '/v1/agents',
+  '/v1/agents/{id}', 'other']);
 
 test('the strict parser itself rejects broken expositions', () => {
   assert.throws(() => parseProm('a 1'), /newline/);
