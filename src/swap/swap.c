@@ -160,9 +160,11 @@ static sem_status reinit(swap_mgr *sm, loaded *l, sem_err *err)
     ep.fingerprint = l->b.fingerprint;
     sem_status st = eng_start(&ep, &l->eng, err);
     if (st) return st;
+    char fp[sizeof l->b.fingerprint]; /* ep.fingerprint points into l->b, which the next line resets */
+    memcpy(fp, l->b.fingerprint, sizeof fp);
     l->b = (swap_bundle){.model_id = l->model_id, .dir = l->dir, .m = l->m, .tok = l->tok, .chat = l->chat,
                          .eng = l->eng, .max_ctx = eng_max_ctx(l->eng), .loaded_at_ms = clk_wall_ms()};
-    memcpy(l->b.fingerprint, ep.fingerprint, sizeof l->b.fingerprint);
+    memcpy(l->b.fingerprint, fp, sizeof l->b.fingerprint);
     return SEM_OK;
 }
 
