@@ -235,7 +235,7 @@ static void test_eviction_to_disk(void **state)
     eng_engine *e = start(dir, 16 * 16); /* 16 blocks of 16 tokens */
     int32_t prompts[6][70];
     turn first[6], again;
-    char name[16];
+    char name[32];
     for (int a = 0; a < 6; a++) {
         make_prompt(prompts[a], 60, 100 + (uint32_t)a);
         snprintf(name, sizeof name, "agent%d", a);

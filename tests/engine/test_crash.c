@@ -98,7 +98,7 @@ static int child_main(const char *dir, const char *log_path)
         for (int a = 0; a < AGENTS; a++) {
             size_t n = (size_t)(20 + (round * 37 + a * 11) % 600);
             agent_prompt(a, prompt, n);
-            char agent[16];
+            char agent[32];
             snprintf(agent, sizeof agent, "agent%d", a);
             run_turn(e, agent, prompt, n, 4, NULL);
             sem_err err;
@@ -155,7 +155,7 @@ static void test_sigkill_during_writes(void **state)
         if (lf) fclose(lf);
         eng_engine *e = start(m, kc, dir);
         for (int a = 0; a < AGENTS; a++) {
-            char agent[16];
+            char agent[32];
             snprintf(agent, sizeof agent, "agent%d", a);
             int32_t got[4];
             agent_prompt(a, prompt, len);

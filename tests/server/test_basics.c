@@ -185,7 +185,7 @@ static void test_rate_limit(void **state)
     assert_true(srv_rl_take(rl, "a", 1000.0, &ra));
     assert_false(srv_rl_take(rl, "a", 1000.0, &ra));
     for (int i = 0; i < 10; i++) { /* bounded: the stalest keys go */
-        char k[8];
+        char k[16];
         snprintf(k, sizeof k, "k%d", i);
         srv_rl_take(rl, k, 2000.0 + i, &ra);
     }
