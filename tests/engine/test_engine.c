@@ -306,11 +306,17 @@ static void kv_quant_error(kn_kv_dtype kv, double max_abs_bound, double kl_bound
     free(q);
 }
 
+/* Bounds, from the measured deviations with a margin: q8 (one step =
+ * range/255 of a 64-group) moves logits by about 0.5 and the next-token KL
+ * by about 0.01; q4 (range/15, about 9% RMS noise on K and V) by about 9
+ * and KL about 2 on this random-weight model, whose sharp attention
+ * amplifies KV noise far more than a trained model does (the demo model's
+ * perplexity test bounds q4 on real text). */
 static void test_kv_quant_error(void **state)
 {
     (void)state;
-    kv_quant_error(KN_KV_Q8, 100, 100);
-    kv_quant_error(KN_KV_Q4, 100, 100);
+    kv_quant_error(KN_KV_Q8, 1.5, 0.05);
+    kv_quant_error(KN_KV_Q4, 16.0, 4.0);
 }
 
 /* Thousands of random requests, random cancellations, a pool too small
