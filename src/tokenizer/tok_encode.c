@@ -30,14 +30,14 @@ sem_status tok_encoder_create(const tok_tokenizer *tok, tok_encoder **out, sem_e
     buf_init(&e->tmp2);
     buf_init(&e->word);
     tok_strmap_init(&e->cache);
+    /* The JIT stack is made on first need (tok_regex.c): most patterns
+     * run in PCRE2's default 32 KiB, and a temporary encoder stays cheap. */
     e->md = pcre2_match_data_create(1, NULL);
     e->mctx = pcre2_match_context_create(NULL);
-    e->jit = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
     if (!e->md || !e->mctx) {
         tok_encoder_destroy(e);
         return OOM(err);
     }
-    if (e->jit) pcre2_jit_stack_assign(e->mctx, NULL, e->jit);
     *out = e;
     return SEM_OK;
 }

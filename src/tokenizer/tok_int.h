@@ -146,7 +146,7 @@ struct tok_encoder {
     const struct tok_tokenizer *tok; /* borrowed */
     pcre2_match_data *md;            /* owned: one pair, any pattern */
     pcre2_match_context *mctx;       /* owned */
-    pcre2_jit_stack *jit;            /* owned */
+    pcre2_jit_stack *jit;            /* owned; made when a match outgrows 32 KiB */
     buf arena;                       /* piece bytes */
     buf norm;                        /* normalizer output */
     buf tmp, tmp2;                   /* normalizer/pre-tokenizer temporaries */
@@ -268,8 +268,6 @@ void tok_pretok_fini(tok_pretok *p);
  * segment begins at original offset 0. */
 sem_status tok_pretokenize(const tok_pretok *p, tok_encoder *enc, size_t off, size_t len,
                            bool at_start, const tok_pieces **out, sem_err *err);
-/* True when the final stage leaves pieces ByteLevel-mapped (lazily). */
-bool tok_pretok_ends_bytelevel(const tok_pretok *p);
 
 /* ===================================================================== */
 /* BPE model (tok_bpe.c)                                                  */
@@ -390,7 +388,6 @@ struct tok_tokenizer {
     bool has_trie_raw, has_trie_norm;
     tok_normalizer *normalizer; /* owned; NULL = none */
     tok_pretok *pretok;         /* owned; NULL = none */
-    bool pieces_bytemap;        /* pretok ends in ByteLevel */
     tok_post post;
     tok_decoder *decoder;       /* owned; NULL = join with spaces */
     size_t vocab_size;

@@ -263,7 +263,6 @@ sem_status tok_finish_load(tok_tokenizer *tok, sem_err *err)
             return sem_errf(err, SEM_ENOMEM, "out of memory");
     }
     tok->vocab_size = vs;
-    tok->pieces_bytemap = tok_pretok_ends_bytelevel(tok->pretok);
     return build_tries(tok, err);
 }
 

@@ -55,14 +55,6 @@ void tok_pretok_fini(tok_pretok *p)
     memset(p, 0, sizeof *p);
 }
 
-bool tok_pretok_ends_bytelevel(const tok_pretok *p)
-{
-    if (!p) return false;
-    if (p->kind == TOK_PT_SEQUENCE)
-        return p->n_items > 0 && tok_pretok_ends_bytelevel(&p->items[p->n_items - 1]);
-    return p->kind == TOK_PT_BYTELEVEL;
-}
-
 #define OOM(err) sem_errf(err, SEM_ENOMEM, "out of memory")
 
 /* ---- helpers ------------------------------------------------------------- */

@@ -212,15 +212,40 @@ static sem_status match_error(int rc, sem_err *err)
                     "regex match failed: %s", (char *)msg);
 }
 
-static sem_status find_regex(const tok_pattern *p, pcre2_match_data *md,
-                             pcre2_match_context *mctx, const char *s, size_t n, tok_spans *out,
-                             sem_err *err)
+/* A match that ran out of PCRE2's default JIT stack is retried once with a
+ * large stack (kept in the encoder for later matches, if there is one). */
+static int match_once(const tok_pattern *p, PCRE2_SPTR subj, size_t n, size_t pos,
+                      pcre2_match_data *md, tok_encoder *enc)
+{
+    pcre2_match_context *mctx = enc ? enc->mctx : NULL;
+    int rc = pcre2_match(p->re, subj, n, pos, PCRE2_NO_UTF_CHECK, md, mctx);
+    if (rc != PCRE2_ERROR_JIT_STACKLIMIT || (enc && enc->jit)) return rc;
+    pcre2_jit_stack *jit = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
+    pcre2_match_context *tmp = enc ? NULL : pcre2_match_context_create(NULL);
+    if (!jit || (!enc && !tmp)) {
+        if (jit) pcre2_jit_stack_free(jit);
+        if (tmp) pcre2_match_context_free(tmp);
+        return rc;
+    }
+    pcre2_jit_stack_assign(enc ? enc->mctx : tmp, NULL, jit);
+    rc = pcre2_match(p->re, subj, n, pos, PCRE2_NO_UTF_CHECK, md, enc ? enc->mctx : tmp);
+    if (enc) {
+        enc->jit = jit; /* kept for the encoder's later matches */
+    } else {
+        pcre2_match_context_free(tmp);
+        pcre2_jit_stack_free(jit);
+    }
+    return rc;
+}
+
+static sem_status find_regex(const tok_pattern *p, pcre2_match_data *md, tok_encoder *enc,
+                             const char *s, size_t n, tok_spans *out, sem_err *err)
 {
     size_t pos = 0, last_end = 0;
     bool have_last = false;
     PCRE2_SPTR subj = (PCRE2_SPTR)(s ? s : "");
     while (pos <= n) {
-        int rc = pcre2_match(p->re, subj, n, pos, PCRE2_NO_UTF_CHECK, md, mctx);
+        int rc = match_once(p, subj, n, pos, md, enc);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) return match_error(rc, err);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -242,7 +267,7 @@ sem_status tok_pattern_find(const tok_pattern *p, tok_encoder *enc, const char *
                             tok_spans *out, sem_err *err)
 {
     if (!p->is_regex) return find_literal(p, s, n, out, err);
-    if (enc) return find_regex(p, enc->md, enc->mctx, s, n, out, err);
+    if (enc) return find_regex(p, enc->md, enc, s, n, out, err);
     pcre2_match_data *md = pcre2_match_data_create(1, NULL);
     if (!md) return sem_errf(err, SEM_ENOMEM, "out of memory");
     sem_status st = find_regex(p, md, NULL, s, n, out, err);

@@ -41,15 +41,18 @@ static void ws(scan *c)
 static bool skip_string(scan *c)
 {
     if (c->i >= c->n || c->s[c->i] != '"') return false;
-    for (c->i++; c->i < c->n; c->i++) {
-        char ch = c->s[c->i];
-        if (ch == '\\') c->i++;
-        else if (ch == '"') {
-            c->i++;
+    const char *p = c->s + c->i + 1, *end = c->s + c->n;
+    for (;;) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        if (!q) return false;
+        size_t bs = 0; /* an odd run of backslashes escapes the quote */
+        while (q - bs > p && q[-1 - (ptrdiff_t)bs] == '\\') bs++;
+        if (bs % 2 == 0) {
+            c->i = (size_t)(q + 1 - c->s);
             return true;
         }
+        p = q + 1;
     }
-    return false;
 }
 
 static bool skip_value(scan *c, int depth)
@@ -240,16 +243,21 @@ static sem_status read_string(jin *in, int slot, const char **out, size_t *len)
     if (in->i >= in->n || in->s[in->i] != '"') return syntax(in, "expected a string");
     size_t start = ++in->i;
     bool esc = false;
-    while (in->i < in->n && in->s[in->i] != '"') {
-        unsigned char ch = (unsigned char)in->s[in->i];
-        if (ch < 0x20) return syntax(in, "control character in string");
-        if (ch == '\\') {
-            esc = true;
-            in->i++;
+    const unsigned char *p = (const unsigned char *)in->s + start, *lim = (const unsigned char *)in->s + in->n;
+    while (p < lim && *p != '"') {
+        if (*p < 0x20) {
+            in->i = (size_t)(p - (const unsigned char *)in->s);
+            return syntax(in, "control character in string");
         }
-        in->i++;
+        if (*p == '\\') {
+            esc = true;
+            p++;
+        }
+        p++;
     }
-    if (in->i >= in->n) return syntax(in, "unterminated string");
+    if (p > lim) p = lim; /* a trailing backslash stepped past the end */
+    in->i = (size_t)(p - (const unsigned char *)in->s);
+    if (p >= lim) return syntax(in, "unterminated string");
     size_t end = in->i++;
     if (!tok_utf8_valid(in->s + start, end - start, NULL)) return syntax(in, "invalid UTF-8 in string");
     if (!esc) {

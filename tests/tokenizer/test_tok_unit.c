@@ -463,6 +463,24 @@ static void test_regex_translation(void **state)
     regex_matches("x*", "axxb", "[][xx][]");                      /* empty matches as HF */
     tok_pattern p;
     sem_err err;
+    /* A match that outgrows PCRE2's default JIT stack gets a larger one. */
+    assert_int_equal(tok_pattern_regex(&p, "(?:a|bb)*c", 10, &err), SEM_OK);
+    buf big;
+    buf_init(&big);
+    for (int i = 0; i < 40000; i++) buf_append(&big, "abb", 3);
+    buf_append(&big, "c", 1);
+    tok_tokenizer *t = tt_tiny();
+    tok_encoder *enc;
+    assert_int_equal(tok_encoder_create(t, &enc, &err), SEM_OK);
+    tok_spans sp = {0};
+    assert_int_equal(tok_pattern_find(&p, enc, big.data, big.len, &sp, &err), SEM_OK);
+    assert_int_equal(sp.n, 1);
+    assert_int_equal(sp.v[0].end - sp.v[0].start, big.len);
+    free(sp.v);
+    tok_encoder_destroy(enc);
+    tok_destroy(t);
+    buf_fini(&big);
+    tok_pattern_fini(&p);
     assert_int_equal(tok_pattern_regex(&p, "(", 1, &err), SEM_EINVAL);
     assert_int_equal(tok_pattern_regex(&p, "[\\W]", 4, &err), SEM_EUNSUPPORTED);
 }

