@@ -73,7 +73,8 @@ sem_status tok_load_buffer(const char *json, size_t len, const char *name, tok_t
 void tok_destroy(tok_tokenizer *tok); /* NULL ok */
 
 /* ---- encoding ------------------------------------------------------------ */
-/* Per-thread scratch and a bounded word cache. Borrows tok (must outlive it). */
+/* Per-thread scratch and a bounded word cache. Borrows tok (must outlive
+ * it); use it only with that tokenizer. */
 typedef struct tok_encoder tok_encoder; /* opaque; Thread: one owner */
 
 sem_status tok_encoder_create(const tok_tokenizer *tok, tok_encoder **out, sem_err *err);
