@@ -414,7 +414,7 @@ sem_status cache_store_delete(cache_store *cs, const char *agent_id, bool evict_
     if (!ce) return sem_errf(err, SEM_ENOTFOUND, "no cache for agent '%s'", agent_id);
     if (ce->pins > 0) return sem_errf(err, SEM_EBUSY, "agent '%s' has a request running", agent_id);
     if (evict_only) {
-        if (ce->tier == CACHE_HOT && ce->dirty && cs->p.cache_dir) ce->evict_when_written = true;
+        if (ce->tier == CACHE_HOT && (ce->writes > 0 || (ce->dirty && cs->p.cache_dir))) ce->evict_when_written = true;
         else cache_entry_release_blocks(cs, ce);
         if (ce->tier == CACHE_COLD && !ce->evict_when_written) entry_drop(cs, ce);
         return SEM_OK;
