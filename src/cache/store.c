@@ -388,7 +388,7 @@ static int cmp_lru(const void *a, const void *b)
 int32_t cache_store_evict(cache_store *cs, int32_t n_blocks)
 {
     int32_t before = kv_pool_n_free(cs->pool);
-    qsort(cs->entries, cs->n_entries, sizeof *cs->entries, cmp_lru);
+    if (cs->n_entries > 1) qsort(cs->entries, cs->n_entries, sizeof *cs->entries, cmp_lru);
     for (size_t i = 0; i < cs->n_entries && kv_pool_n_free(cs->pool) - before < n_blocks; i++) {
         cache_entry *ce = cs->entries[i];
         if (ce->tier != CACHE_HOT || ce->pins > 0 || ce->evict_when_written) continue;
