@@ -126,7 +126,7 @@ static void test_sigkill_during_writes(void **state)
     int loaded_total = 0, quarantined_total = 0;
     /* The cold answers, once: what every agent must say after a crash. */
     int32_t cold[AGENTS][4], prompt[900];
-    const size_t len = 700;
+    const size_t len = 240; /* shares a prefix with every prompt the child wrote */
     eng_engine *c = start(m, kc, NULL);
     for (int a = 0; a < AGENTS; a++) {
         agent_prompt(a, prompt, len);
@@ -141,7 +141,7 @@ static void test_sigkill_during_writes(void **state)
             execl("/proc/self/exe", "test_crash", (char *)NULL);
             _exit(127);
         }
-        usleep((useconds_t)(20000 + rand() % 300000));
+        usleep((useconds_t)(20000 + rand() % 150000));
         kill(pid, SIGKILL);
         int status;
         waitpid(pid, &status, 0);
