@@ -24,6 +24,7 @@
 #include "server/server.h"
 #include "swap/swap.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +148,19 @@ static sem_status load_first_model(serve_state *ss, sem_err *err)
     return SEM_OK;
 }
 
+/* A swap unloads a model and must give its memory back (RSS returns to
+ * the baseline). glibc raises its mmap and trim thresholds as large blocks
+ * come and go (up to 32 and 64 MiB), and malloc_trim trims the top of the
+ * main heap only: the heaps of other threads' arenas (the swap and engine
+ * threads load and free the tokenizer and the model's tables) kept tens of
+ * MiB after an unload. Fixed thresholds stop the adjustment: large blocks
+ * are mmapped and unmapped on free, and free tops are trimmed. */
+static void malloc_returns_memory(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+}
+
 /* Blocks until SIGTERM or SIGINT; returns the signal. */
 static int wait_for_signal(const sigset_t *set)
 {
@@ -205,6 +219,7 @@ int app_cmd_serve(int argc, char **argv)
         app_serve_config_usage(stdout);
         return 0;
     }
+    malloc_returns_memory();
     ss.lg = sem_logger_create(stderr, level_of(ss.cfg.log_level));
     sem_status st = start_http(&ss, &err);
     if (!st) st = load_first_model(&ss, &err);
