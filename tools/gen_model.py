@@ -103,7 +103,7 @@ YARN_TINY = {"beta_fast": 32, "beta_slow": 1, "factor": 16.0, "mscale": 1.0,
 LINEAR_GEMMA = {"factor": 8.0, "rope_type": "linear"}
 
 # Family-specific fields with their defaults (tiny shapes override).
-DEEPSEEK_FIELDS = dict(q_lora=None, kv_lora=128, qk_nope=96, qk_rope=32, v_head=64, experts=8,
+DEEPSEEK_FIELDS = dict(q_lora=None, kv_lora=128, qk_nope=64, qk_rope=64, v_head=64, experts=8,
                        experts_used=3, shared=2, moe_inter=128, first_dense=1, moe_freq=1,
                        routed_scaling=2.0, norm_topk=False, groups=None, yarn=YARN_TINY)
 GEMMA_FIELDS = dict(sliding_window=32, sliding_pattern=3, qpas=96.0, rope_local=10000.0,

@@ -164,22 +164,27 @@ bool model_has_tensor(const model *m, const char *name) { return st_set_index(m-
 
 static size_t dtype_bytes(kn_dtype d) { return d == KN_F32 ? 4 : 2; }
 
-/* Expert e's [rows][cols] slice of a stacked weight: every part of the
- * layout advances by whole rows. */
-static kn_weight expert_view(const kn_weight *all, size_t e, size_t rows)
+kn_weight model_weight_rows(const kn_weight *all, size_t r0, size_t n)
 {
+    SEM_ASSERT(r0 <= all->rows && n <= all->rows - r0);
     kn_weight w = *all;
     const uint8_t *d = all->data;
-    w.rows = rows;
-    if (all->bits) {
+    w.rows = n;
+    if (all->bits) { /* every part of the MLX layout advances by whole rows */
         size_t groups = all->cols / (size_t)all->group_size, sb = dtype_bytes(all->scale_dtype);
-        w.data = d + e * rows * (all->cols * (size_t)all->bits / 32) * 4;
-        w.scales = (const uint8_t *)all->scales + e * rows * groups * sb;
-        w.biases = (const uint8_t *)all->biases + e * rows * groups * sb;
+        w.data = d + r0 * (all->cols * (size_t)all->bits / 32) * 4;
+        w.scales = (const uint8_t *)all->scales + r0 * groups * sb;
+        w.biases = (const uint8_t *)all->biases + r0 * groups * sb;
     } else {
-        w.data = d + e * rows * all->cols * dtype_bytes(all->dtype);
+        w.data = d + r0 * all->cols * dtype_bytes(all->dtype);
     }
     return w;
+}
+
+/* Expert e's [rows][cols] slice of a stacked weight. */
+static kn_weight expert_view(const kn_weight *all, size_t e, size_t rows)
+{
+    return model_weight_rows(all, e * rows, rows);
 }
 
 static sem_status bind_stacked_quantized(model *m, const char *name, size_t E, size_t rows, size_t cols, int bits,
@@ -320,6 +325,9 @@ void model_destroy(model *m)
             free(L->exp_gate);
             free(L->exp_up);
             free(L->exp_down);
+            free(L->uk_t);
+            free(L->w_uk_t);
+            free(L->w_uv);
         }
     }
     free(m->layers);
@@ -387,7 +395,7 @@ static void describe_family(const model *m, FILE *f)
 {
     const model_spec *s = &m->spec;
     if (s->kv_lora_rank > 0)
-        fprintf(f, "mla:            q_lora_rank %d, kv_lora_rank %d, qk_nope %d + qk_rope %d (interleaved), v_head_dim %d, softmax scale %g, rope attn factor %g\n",
+        fprintf(f, "mla:            q_lora_rank %d, kv_lora_rank %d, qk_nope %d + qk_rope %d (interleaved), v_head_dim %d, softmax scale %g, rope attn factor %g; cache: the latent (K = c + k_pe, V = c), absorbed attention\n",
                 s->q_lora_rank, s->kv_lora_rank, s->qk_nope_dim, s->qk_rope_dim, s->v_head_dim, (double)s->attn_scale, (double)s->rope_attn_factor);
     if (s->n_experts > 0)
         fprintf(f, "moe:            %d routed experts, %d per token (%s%s, scaling %g), %d shared, intermediate %d, first %d layer(s) dense, every %d\n",

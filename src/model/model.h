@@ -66,7 +66,7 @@ typedef struct model_spec {
     int32_t n_layers;
     int32_t hidden;         /* hidden_size */
     int32_t n_heads;
-    int32_t n_kv_heads;
+    int32_t n_kv_heads;     /* DeepSeek-V2: 1 (the shared latent) */
     int32_t head_dim;       /* explicit head_dim, or hidden / n_heads;
                                DeepSeek-V2: qk_nope + qk_rope (K heads) */
     int32_t v_head_dim;     /* = head_dim except DeepSeek-V2 (V heads) */
@@ -96,8 +96,9 @@ typedef struct model_spec {
     float rope_attn_factor;      /* cos/sin factor (YaRN mscale; else 1) */
     /* YaRN (rope_scaling type "yarn"); rope_orig_max_pos is shared. */
     float rope_beta_fast, rope_beta_slow, rope_mscale, rope_mscale_all_dim;
-    /* DeepSeek-V2: multi-head latent attention (0 elsewhere). K heads are
-     * [qk_nope | qk_rope] = head_dim; V heads are v_head_dim. */
+    /* DeepSeek-V2: multi-head latent attention (0 elsewhere). Its query and
+     * key heads are [qk_nope | qk_rope] = head_dim, value heads v_head_dim;
+     * the cache holds the latent (model_spec_kv_geometry). */
     int32_t q_lora_rank;         /* 0 = q_proj straight from hidden */
     int32_t kv_lora_rank;
     int32_t qk_nope_dim;         /* qk_nope_head_dim */
@@ -149,9 +150,15 @@ bool model_spec_layer_is_moe(const model_spec *s, int32_t l);
 
 /* What the KV cache of this model looks like; the cache tag derives from it
  * (through the fingerprint, which hashes the architecture and this).
- * DeepSeek-V2 stores full per-head K (qk_nope + qk_rope dims, the rope part
- * de-interleaved) and V (v_head_dim): n_kv_heads = n_heads. Gemma 3 stores
- * every position for every layer; sliding layers only read the window. */
+ * DeepSeek-V2 stores the compressed latent of multi-head latent attention,
+ * not per-head K and V: one KV "head" per position whose K row is
+ * [normed c (kv_lora_rank) | roped k_pe (qk_rope, de-interleaved)] and whose
+ * V row is c again: n_kv_heads 1, head_dim kv_lora + qk_rope, v_head_dim
+ * kv_lora (Lite: 576 / 512 against 16 x (192 + 128) for full K/V, 4.7x
+ * less). Attention runs "absorbed" (q_nope folded through kv_b_proj's K
+ * half, the output unfolded through its V half), which is the same math.
+ * Gemma 3 stores every position for every layer; sliding layers only read
+ * the window. */
 typedef struct model_kv_geometry {
     int32_t n_layers, n_kv_heads, head_dim, v_head_dim;
 } model_kv_geometry;

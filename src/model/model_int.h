@@ -34,6 +34,11 @@ typedef struct model_layer {
     kn_weight wkv_a;                  /* [kv_lora_rank + qk_rope][hidden] kv_a_proj_with_mqa */
     float *kv_a_norm;                 /* owned [kv_lora_rank] */
     kn_weight wkv_b;                  /* [n_heads * (qk_nope + v_head_dim)][kv_lora_rank] */
+    float *uk_t;                      /* owned [n_heads][kv_lora_rank][qk_nope]: kv_b_proj's
+                                         K half transposed (f32, exact), for absorbing q */
+    kn_weight *w_uk_t;                /* owned [n_heads] views of uk_t */
+    kn_weight *w_uv;                  /* owned [n_heads] views of kv_b_proj's V rows
+                                         [v_head_dim][kv_lora_rank] */
     /* DeepSeek-V2 mixture of experts (w_gate/w_up/w_down: the dense MLP) */
     bool moe;
     kn_weight router;                 /* [n_experts][hidden] mlp.gate (float) */
@@ -83,9 +88,11 @@ struct model_run {
     float *logits;        /* [logit_rows][vocab] */
     int32_t *pos;         /* [T] position of each token */
     /* DeepSeek-V2 only (NULL otherwise) */
-    float *lat;           /* [T][max(kv_lora + qk_rope, q_lora)] compressed q or kv */
-    float *latn;          /* [T][max(kv_lora, q_lora)] its normed part */
-    float *kvb;           /* [T][n_heads * (qk_nope + v_head_dim)] */
+    float *lat;           /* [T][max(kv_lora + qk_rope, q_lora)] compressed q, or the
+                             latent [c | k_pe] = the KV row */
+    float *q_lat;         /* [T][n_heads][kv_lora + qk_rope] absorbed queries */
+    float *o_lat;         /* [T][n_heads][kv_lora] attention over the latent */
+    float *latn;          /* [T][q_lora] normed compressed q */
     float *router;        /* [T][n_experts] router scores */
     int32_t *route_ids;   /* [T][n_experts_used] chosen experts */
     float *route_w;       /* [T][n_experts_used] their weights */
@@ -123,6 +130,8 @@ sem_status model_bind_vector(model *m, const char *name, size_t n, float **out, 
  * Hugging Face's `mlp.experts.E.proj`, one per expert. out[n_experts]. */
 sem_status model_bind_experts(model *m, const char *mlp, const char *proj, size_t n_experts, size_t rows,
                               size_t cols, kn_weight *out, sem_err *err);
+/* Rows r0 .. r0 + n - 1 of w as a view (any format). */
+kn_weight model_weight_rows(const kn_weight *w, size_t r0, size_t n);
 /* True when the model files hold tensor `name`. */
 bool model_has_tensor(const model *m, const char *name);
 

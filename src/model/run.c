@@ -12,12 +12,13 @@ static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 static bool alloc_deepseek2(const model_spec *s, model_run *r)
 {
     size_t T = r->max_tokens, q_lora = (size_t)s->q_lora_rank, kv_lora = (size_t)s->kv_lora_rank;
-    size_t kvb = (size_t)s->n_heads * (size_t)(s->qk_nope_dim + s->v_head_dim);
+    size_t nh = (size_t)s->n_heads, lat = kv_lora + (size_t)s->qk_rope_dim;
     size_t E = (size_t)s->n_experts, k = (size_t)s->n_experts_used, mi = (size_t)s->moe_intermediate;
-    r->lat = sem_alloc_aligned(T * max_sz(kv_lora + (size_t)s->qk_rope_dim, q_lora) * sizeof(float));
-    r->latn = sem_alloc_aligned(T * max_sz(kv_lora, q_lora) * sizeof(float));
-    r->kvb = sem_alloc_aligned(T * kvb * sizeof(float));
-    if (!r->lat || !r->latn || !r->kvb) return false;
+    r->lat = sem_alloc_aligned(T * max_sz(lat, q_lora) * sizeof(float));
+    r->latn = sem_alloc_aligned(T * max_sz(q_lora, 1) * sizeof(float));
+    r->q_lat = sem_alloc_aligned(T * nh * lat * sizeof(float));
+    r->o_lat = sem_alloc_aligned(T * nh * kv_lora * sizeof(float));
+    if (!r->lat || !r->latn || !r->q_lat || !r->o_lat) return false;
     if (E == 0) return true;
     r->router = sem_alloc_aligned(T * E * sizeof(float));
     r->route_ids = sem_calloc(T * k, sizeof *r->route_ids);
@@ -83,7 +84,8 @@ void model_run_destroy(model_run *r)
     free(r->pos);
     sem_free_aligned(r->lat);
     sem_free_aligned(r->latn);
-    sem_free_aligned(r->kvb);
+    sem_free_aligned(r->q_lat);
+    sem_free_aligned(r->o_lat);
     sem_free_aligned(r->router);
     free(r->route_ids);
     free(r->route_w);

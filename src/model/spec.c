@@ -216,9 +216,9 @@ static sem_status parse_mla(const json_t *cfg, const char *what, model_spec *s, 
     if (s->qk_rope_dim % 2 != 0) return sem_errf(err, SEM_ECORRUPT, "%s: qk_rope_head_dim %d must be even for rope", what, s->qk_rope_dim);
     if (s->qk_nope_dim + s->qk_rope_dim > MODEL_MAX_HEAD_DIM)
         return sem_errf(err, SEM_ECORRUPT, "%s: qk_nope_head_dim + qk_rope_head_dim = %d exceeds %d", what, s->qk_nope_dim + s->qk_rope_dim, MODEL_MAX_HEAD_DIM);
-    /* Every head gets its own K and V from kv_b_proj: MLA has no GQA. */
+    /* Every query head reads the one shared latent (the KV cache). */
     s->head_dim = s->qk_nope_dim + s->qk_rope_dim;
-    s->n_kv_heads = s->n_heads;
+    s->n_kv_heads = 1;
     s->rope_dim = s->qk_rope_dim;
     s->rope_interleaved = true;
     return SEM_OK;
@@ -603,5 +603,7 @@ bool model_spec_layer_is_moe(const model_spec *s, int32_t l)
 
 model_kv_geometry model_spec_kv_geometry(const model_spec *s)
 {
+    if (s->kv_lora_rank > 0) /* MLA: the latent [c | k_pe], and c as V */
+        return (model_kv_geometry){s->n_layers, 1, s->kv_lora_rank + s->qk_rope_dim, s->kv_lora_rank};
     return (model_kv_geometry){s->n_layers, s->n_kv_heads, s->head_dim, s->v_head_dim};
 }

@@ -1,4 +1,4 @@
-/* test_families.c - DeepSeek-V2 (MLA, asymmetric K/V, MoE) and Gemma 3
+/* test_families.c - DeepSeek-V2 (MLA over a latent cache, MoE) and Gemma 3
  * (sliding-window layers) through the real engine, on tiny generated q4
  * models:
  *   - batching changes nothing: mixed prompt lengths (up to 300 tokens,
@@ -8,7 +8,7 @@
  *   - agent cache files round-trip: a conversation continued after an
  *     engine restart loads its file (cached tokens counted, one warm hit)
  *     and gives the same greedy tokens as a cold run; the file's geometry
- *     is the family's (DeepSeek: head_dim 128 / v_head_dim 64).
+ *     is the family's (DeepSeek: the MLA latent, one KV head of 192 / 128).
  * The forward pass itself is checked against the numpy reference by
  * tests/model/families.test.sh.
  */
@@ -276,8 +276,9 @@ static void test_deepseek2_cache_files(void **state)
     (void)state;
     cache_round_trip(&fams[0]);
     model_kv_geometry g = model_spec_kv_geometry(model_get_spec(fams[0].m));
-    assert_int_equal(g.head_dim, 128); /* qk_nope 96 + qk_rope 32 */
-    assert_int_equal(g.v_head_dim, 64);
+    assert_int_equal(g.n_kv_heads, 1); /* the MLA latent: [c 128 | k_pe 64], c */
+    assert_int_equal(g.head_dim, 192);
+    assert_int_equal(g.v_head_dim, 128);
 }
 
 static void test_gemma3_cache_files(void **state)

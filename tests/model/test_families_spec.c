@@ -1,8 +1,9 @@
 /* test_families_spec.c - config.json -> model_spec for DeepSeek-V2 and
  * Gemma 3, and real-shape load checks:
- *   - DeepSeek-Coder-V2-Lite's config: MLA geometry (K 192 / V 128, one KV
- *     head per query head), YaRN factors (softmax mscale^2, cos/sin factor
- *     1 when mscale == mscale_all_dim), MoE layout;
+ *   - DeepSeek-Coder-V2-Lite's config: MLA (query/key heads 192, value
+ *     heads 128; the cache holds the 576/512 latent, 4.7x less than full
+ *     K/V), YaRN factors (softmax mscale^2, cos/sin factor 1 when mscale ==
+ *     mscale_all_dim), MoE layout;
  *   - Gemma 3: a bare Gemma3ForCausalLM config takes Gemma3TextConfig's
  *     defaults; a Gemma3ForConditionalGeneration config (gemma-3-4b-it's
  *     text_config subset) parses, with the bf16-rounded embedding scale and
@@ -80,7 +81,7 @@ static void test_deepseek_lite_spec(void **state)
     assert_int_equal(s.arch, MODEL_ARCH_DEEPSEEK2);
     assert_int_equal(s.head_dim, 192);
     assert_int_equal(s.v_head_dim, 128);
-    assert_int_equal(s.n_kv_heads, 16);
+    assert_int_equal(s.n_kv_heads, 1);
     assert_int_equal(s.rope_dim, 64);
     assert_true(s.rope_interleaved);
     assert_int_equal(s.q_lora_rank, 0);
@@ -94,11 +95,16 @@ static void test_deepseek_lite_spec(void **state)
     assert_int_equal(s.n_experts_used, 6);
     assert_int_equal(s.n_shared_experts, 2);
     assert_false(s.tied_embeddings);
+    /* the cache holds the latent: [c 512 | k_pe 64] as K, c as V */
     model_kv_geometry g = model_spec_kv_geometry(&s);
     assert_int_equal(g.n_layers, 27);
-    assert_int_equal(g.n_kv_heads, 16);
-    assert_int_equal(g.head_dim, 192);
-    assert_int_equal(g.v_head_dim, 128);
+    assert_int_equal(g.n_kv_heads, 1);
+    assert_int_equal(g.head_dim, 576);
+    assert_int_equal(g.v_head_dim, 512);
+    /* 4.7x smaller than full per-head K and V (16 x (192 + 128)) */
+    size_t latent = (size_t)g.n_kv_heads * (size_t)(g.head_dim + g.v_head_dim);
+    size_t full = (size_t)s.n_heads * (size_t)(s.head_dim + s.v_head_dim);
+    assert_true(latent * 47 <= full * 10);
     /* YaRN frequencies: the fastest dim is kept, the slowest divided by 40 */
     float inv[32];
     model_spec_rope_inv_freq(&s, false, inv);
@@ -298,7 +304,7 @@ static void test_deepseek_and_gemma_real_shapes(void **state)
     const model_spec *s = model_get_spec(m);
     assert_int_equal(s->n_experts, 64);
     assert_int_equal(s->moe_intermediate, 1408);
-    assert_int_equal(model_spec_kv_geometry(s).head_dim, 192);
+    assert_int_equal(model_spec_kv_geometry(s).head_dim, 576);
     /* decode reads 6 of 64 routed experts (plus everything else) */
     uint64_t all = model_weight_bytes(m), per_tok = model_decode_bytes_per_token(m);
     assert_true(per_tok < all / 2);

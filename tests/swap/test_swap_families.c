@@ -1,5 +1,5 @@
 /* test_swap_families.c - hot swaps between a DeepSeek-V2-shaped model (MLA:
- * K heads of 128 dims, V heads of 64, MoE) and a Llama-shaped one keep
+ * a latent cache of one 192/128-dim KV head, MoE) and a Llama-shaped one keep
  * both models' agent caches: after DS -> Llama -> DS -> Llama each model's
  * agent continues from its own cache file (cached tokens > 0) with the same
  * greedy tokens as a cold run, and neither model ever loads the other's

@@ -7,7 +7,7 @@
  *   per layer:  h = rmsnorm(x)
  *               q = h Wq                 (or rmsnorm(h Wq_a) Wq_b with q_lora_rank)
  *               [c | k_pe] = h Wkv_a     (c: kv_lora_rank dims, k_pe: qk_rope dims)
- *               [k_nope | v] per head = rmsnorm(c) Wkv_b
+ *               [k_nope | v] per head = rmsnorm(c) Wkv_b     (folded in, see KV)
  *               q_pe, k_pe: interleaved rope (pairs 2i, 2i+1), YaRN
  *                   frequencies, cos/sin scaled by the YaRN attention factor;
  *                   k_pe is shared by every head
@@ -31,8 +31,14 @@
  * MoE batching: the tokens routed to each expert are gathered into one
  * matrix, so each expert's three matrices are read once per forward call.
  *
- * KV: full K [n_heads][qk_nope + qk_rope] and V [n_heads][v_head_dim] per
- * position (model_spec_kv_geometry).
+ * KV: the compressed latent, not per-head K and V (model_spec_kv_geometry):
+ * each position stores [c | k_pe] as its one K row and c as its V row, and
+ * attention runs absorbed, the same math in another order:
+ *   q_lat_h = [W_uk,h^T q_nope,h | q_pe,h]   (W_uk,h: head h's K rows of kv_b_proj)
+ *   o_h     = softmax(q_lat_h . [c | k_pe]_s * scale) c_s       (MQA over the latent)
+ *   v_h     = W_uv,h o_h                     (W_uv,h: head h's V rows)
+ * W_uk,h^T is kept transposed in f32 (built at load from the stored
+ * values); W_uv,h are row views of kv_b_proj itself.
  *
  * Thread: engine (forward); any (bind, during model_load).
  */
@@ -49,6 +55,35 @@
 /* ===================================================================== */
 /* Binding                                                                */
 /* ===================================================================== */
+
+/* kv_b_proj split for absorbed attention: its K half transposed per head
+ * into f32 (exact: the dequantized values), its V half as row views. */
+static sem_status bind_absorption(model *m, model_layer *L, sem_err *err)
+{
+    const model_spec *s = &m->spec;
+    size_t nh = (size_t)s->n_heads, nope = (size_t)s->qk_nope_dim, vd = (size_t)s->v_head_dim;
+    size_t kvl = (size_t)s->kv_lora_rank;
+    float *row = sem_calloc(kvl, sizeof *row);
+    L->uk_t = sem_calloc(nh * kvl * nope, sizeof *L->uk_t);
+    L->w_uk_t = sem_calloc(nh, sizeof *L->w_uk_t);
+    L->w_uv = sem_calloc(nh, sizeof *L->w_uv);
+    if (!row || !L->uk_t || !L->w_uk_t || !L->w_uv) {
+        free(row);
+        return sem_errf(err, SEM_ENOMEM, "%s: out of memory", m->dir);
+    }
+    for (size_t h = 0; h < nh; h++) {
+        float *t = L->uk_t + h * kvl * nope;
+        for (size_t i = 0; i < nope; i++) {
+            kn_weight_row(&L->wkv_b, h * (nope + vd) + i, row);
+            for (size_t c = 0; c < kvl; c++) t[c * nope + i] = row[c];
+        }
+        L->w_uk_t[h] = (kn_weight){.dtype = KN_F32, .rows = kvl, .cols = nope, .data = t};
+        L->w_uv[h] = model_weight_rows(&L->wkv_b, h * (nope + vd) + nope, vd);
+    }
+    free(row);
+    m->matrix_bytes += (uint64_t)nh * kvl * nope * sizeof(float); /* read every step */
+    return SEM_OK;
+}
 
 static sem_status bind_attention(model *m, model_layer *L, const char *p, sem_err *err)
 {
@@ -73,7 +108,7 @@ static sem_status bind_attention(model *m, model_layer *L, const char *p, sem_er
         (st = MAT(wkv_b, "self_attn.kv_b_proj", nh * (size_t)(s->qk_nope_dim + s->v_head_dim), kv_lora)) ||
         (st = MAT(wo, "self_attn.o_proj", hidden, nh * (size_t)s->v_head_dim)))
         return st;
-    return SEM_OK;
+    return bind_absorption(m, L, err);
 }
 
 static sem_status bind_moe(model *m, model_layer *L, const char *p, sem_err *err)
@@ -140,7 +175,7 @@ sem_status model_deepseek2_bind(model *m, sem_err *err)
 }
 
 /* ===================================================================== */
-/* Attention (MLA with full per-head K and V)                             */
+/* Attention (MLA, absorbed, over the cached latent)                      */
 /* ===================================================================== */
 
 /* Interleaved rope on n vectors of rope_dim at x[i * stride]: reorder each
@@ -176,51 +211,62 @@ static void project_q(const model *m, kn_ctx *kc, model_run *r, const model_laye
     kn_matmul(kc, &L->wq, r->latn, ql, r->q, q_dim, T);
 }
 
-/* K [T][n_heads][qk_nope + qk_rope] and V [T][n_heads][v_head_dim] into
- * r->k, r->v, from the compressed latent; ropes q_pe and k_pe. */
-static void project_kv(const model *m, kn_ctx *kc, model_run *r, const model_layer *L, size_t T)
+/* The latent of each token into r->lat: [rmsnorm(c) | roped k_pe], which
+ * is the KV row (its first kv_lora dims are also the V row). */
+static void project_latent(const model *m, kn_ctx *kc, model_run *r, const model_layer *L, size_t T)
 {
     const model_spec *s = &m->spec;
-    size_t hidden = (size_t)s->hidden, nh = (size_t)s->n_heads, hd = (size_t)s->head_dim;
-    size_t nope = (size_t)s->qk_nope_dim, rd = (size_t)s->qk_rope_dim, vd = (size_t)s->v_head_dim;
-    size_t kvl = (size_t)s->kv_lora_rank, lat_dim = kvl + rd, kvb_dim = nh * (nope + vd);
-    kn_matmul(kc, &L->wkv_a, r->xb, hidden, r->lat, lat_dim, T);
-    for (size_t t = 0; t < T; t++)
-        kn_rmsnorm(r->latn + t * kvl, r->lat + t * lat_dim, L->kv_a_norm, kvl, MLA_NORM_EPS, 0.0f);
-    kn_matmul(kc, &L->wkv_b, r->latn, kvl, r->kvb, kvb_dim, T);
+    size_t kvl = (size_t)s->kv_lora_rank, rd = (size_t)s->qk_rope_dim, lat_dim = kvl + rd;
+    kn_matmul(kc, &L->wkv_a, r->xb, (size_t)s->hidden, r->lat, lat_dim, T);
     for (size_t t = 0; t < T; t++) {
-        float *k_pe = r->lat + t * lat_dim + kvl, *kvb = r->kvb + t * kvb_dim;
-        rope_interleaved(m, k_pe, 1, rd, r->pos[t]);
-        rope_interleaved(m, r->q + t * nh * hd + nope, nh, hd, r->pos[t]);
-        for (size_t h = 0; h < nh; h++) {
-            float *k = r->k + (t * nh + h) * hd;
-            memcpy(k, kvb + h * (nope + vd), nope * sizeof(float));
-            memcpy(k + nope, k_pe, rd * sizeof(float));
-            memcpy(r->v + (t * nh + h) * vd, kvb + h * (nope + vd) + nope, vd * sizeof(float));
-        }
+        float *lat = r->lat + t * lat_dim;
+        kn_rmsnorm(lat, lat, L->kv_a_norm, kvl, MLA_NORM_EPS, 0.0f);
+        rope_interleaved(m, lat + kvl, 1, rd, r->pos[t]);
     }
+}
+
+/* Absorbed queries r->q_lat [T][n_heads][kv_lora + qk_rope]: per head
+ * [W_uk^T q_nope | roped q_pe], so q_lat . [c | k_pe] = q_nope . k_nope +
+ * q_pe . k_pe with k_nope = W_uk c, the score of the unabsorbed form. */
+static void absorb_q(const model *m, kn_ctx *kc, model_run *r, const model_layer *L, size_t T)
+{
+    const model_spec *s = &m->spec;
+    size_t nh = (size_t)s->n_heads, hd = (size_t)s->head_dim, nope = (size_t)s->qk_nope_dim;
+    size_t kvl = (size_t)s->kv_lora_rank, rd = (size_t)s->qk_rope_dim, lat_dim = kvl + rd;
+    for (size_t t = 0; t < T; t++) {
+        rope_interleaved(m, r->q + t * nh * hd + nope, nh, hd, r->pos[t]);
+        for (size_t h = 0; h < nh; h++)
+            memcpy(r->q_lat + (t * nh + h) * lat_dim + kvl, r->q + (t * nh + h) * hd + nope, rd * sizeof(float));
+    }
+    for (size_t h = 0; h < nh; h++)
+        kn_matmul(kc, &L->w_uk_t[h], r->q + h * hd, nh * hd, r->q_lat + h * lat_dim, nh * lat_dim, T);
 }
 
 static void attention_block(const model *m, kn_ctx *kc, model_run *r, const model_layer *L, int32_t l,
                             model_seq *seqs, size_t n_seqs, size_t T)
 {
     const model_spec *s = &m->spec;
-    size_t hidden = (size_t)s->hidden, nh = (size_t)s->n_heads;
-    size_t q_dim = nh * (size_t)s->head_dim, v_dim = nh * (size_t)s->v_head_dim;
+    size_t hidden = (size_t)s->hidden, nh = (size_t)s->n_heads, vd = (size_t)s->v_head_dim;
+    size_t kvl = (size_t)s->kv_lora_rank, lat_dim = kvl + (size_t)s->qk_rope_dim;
     model_rmsnorm_rows(r->xb, r->x, L->attn_norm, T, hidden, s->rms_eps, 0.0f);
     project_q(m, kc, r, L, T);
-    project_kv(m, kc, r, L, T);
+    project_latent(m, kc, r, L, T);
+    absorb_q(m, kc, r, L, T);
     size_t t0 = 0;
-    for (size_t i = 0; i < n_seqs; i++) {
+    for (size_t i = 0; i < n_seqs; i++) { /* MQA over the latent: one KV head for all query heads */
         model_seq *sq = &seqs[i];
         kn_kv_view kv = model_seq_layer_kv(sq, l);
-        for (size_t t = 0; t < sq->n_tokens; t++)
-            kn_kv_store(&kv, r->pos[t0 + t], r->k + (t0 + t) * q_dim, r->v + (t0 + t) * v_dim);
-        kn_attention(kc, &kv, r->q + t0 * q_dim, r->pos + t0, sq->n_tokens, s->n_heads, s->attn_scale, 0, 0.0f,
-                     r->att + t0 * v_dim);
+        for (size_t t = 0; t < sq->n_tokens; t++) {
+            const float *lat = r->lat + (t0 + t) * lat_dim;
+            kn_kv_store(&kv, r->pos[t0 + t], lat, lat);
+        }
+        kn_attention(kc, &kv, r->q_lat + t0 * nh * lat_dim, r->pos + t0, sq->n_tokens, s->n_heads, s->attn_scale,
+                     0, 0.0f, r->o_lat + t0 * nh * kvl);
         t0 += sq->n_tokens;
     }
-    kn_matmul(kc, &L->wo, r->att, v_dim, r->xb, hidden, T);
+    for (size_t h = 0; h < nh; h++) /* back from the latent: v_h = W_uv,h o_h */
+        kn_matmul(kc, &L->w_uv[h], r->o_lat + h * kvl, nh * kvl, r->att + h * vd, nh * vd, T);
+    kn_matmul(kc, &L->wo, r->att, nh * vd, r->xb, hidden, T);
     for (size_t t = 0; t < T; t++) kn_add(r->x + t * hidden, r->xb + t * hidden, hidden);
 }
 
