@@ -160,7 +160,8 @@ test('a client that disconnects mid-stream cancels its request', async () => {
   let m;
   for (let i = 0; i < 100; i++) {
     m = await metrics();
-    if ((sample(m, 'semantic_client_disconnects_total') ?? 0) > before && sample(m, 'semantic_requests_inflight') === 0) break;
+    if ((sample(m, 'semantic_client_disconnects_total') ?? 0) > before && sample(m, 'semantic_requests_inflight') === 0 &&
+        sample(m, 'semantic_requests_running') === 0) break; /* the engine frees it at its next step */
     await sleep(100);
   }
   assert.ok(sample(m, 'semantic_client_disconnects_total') > before, 'the disconnect is counted');
@@ -182,7 +183,8 @@ test('a suspended non-streaming client that hangs up is cancelled too', async ()
   let m;
   for (let i = 0; i < 100; i++) {
     m = await metrics();
-    if ((sample(m, 'semantic_client_disconnects_total') ?? 0) > before && sample(m, 'semantic_requests_inflight') === 0) break;
+    if ((sample(m, 'semantic_client_disconnects_total') ?? 0) > before && sample(m, 'semantic_requests_inflight') === 0 &&
+        sample(m, 'semantic_requests_running') === 0) break; /* the engine frees it at its next step */
     await sleep(100);
   }
   assert.ok(sample(m, 'semantic_client_disconnects_total') > before);
