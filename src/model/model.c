@@ -372,6 +372,15 @@ void model_fingerprint(const model *m, uint64_t extra_hash, char out[17])
     uint64_t h = fnv(0xcbf29ce484222325ull, s->arch_name, strlen(s->arch_name));
     int32_t dims[] = {s->n_layers, s->hidden, s->n_heads, s->n_kv_heads, s->head_dim, s->v_head_dim, s->intermediate, s->vocab};
     h = fnv(h, dims, sizeof dims);
+    /* A KV layout other than per-head K/V (the MLA latent) is part of what
+     * a cache file holds, so it names the namespace too (Llama-family
+     * fingerprints are unchanged). */
+    model_kv_geometry g = model_spec_kv_geometry(s);
+    if (g.n_kv_heads != s->n_kv_heads || g.head_dim != s->head_dim || g.v_head_dim != s->v_head_dim) {
+        int32_t kv[4] = {g.n_layers, g.n_kv_heads, g.head_dim, g.v_head_dim};
+        h = fnv(h, "kv-latent", 9);
+        h = fnv(h, kv, sizeof kv);
+    }
     for (size_t i = 0; i < st_set_n_tensors(m->tensors); i++) {
         const st_tensor *t = st_set_tensor(m->tensors, i);
         h = fnv(h, t->name, strlen(t->name) + 1);
