@@ -102,6 +102,7 @@ test('rollback, degraded, recovery, and RSS back to the baseline', async () => {
   cur = await current(s.url);
   assert.equal(cur.state, 'degraded');
   assert.equal(cur.model_id, null);
+  const rssDegraded = rssBytes(s.pid); /* nothing is loaded now: read from outside the process */
   const inf = await call(s.url, 'POST', '/v1/chat/completions', { model: 'default', messages: KEEP1, max_tokens: 2 });
   assert.equal(inf.status, 503);
   assert.equal(inf.json.error.code, 'model_degraded');
@@ -136,11 +137,15 @@ test('rollback, degraded, recovery, and RSS back to the baseline', async () => {
   const rssB = rssBytes(s.pid);
   const slack = Math.max(8 * 1048576, 0.02 * baseline);
   console.log(`rss (VmRSS of pid ${s.pid}): before the first load ${MiB(baseline)} MiB, ` +
-    `first model loaded ${MiB(rssLoaded)} MiB, big model loaded ${MiB(rssBig)} MiB, ` +
+    `first model loaded ${MiB(rssLoaded)} MiB, degraded (no model) ${MiB(rssDegraded)} MiB, ` +
+    `big model loaded ${MiB(rssBig)} MiB, ` +
     `right after unloading it ${MiB(afterUnload)} MiB (+${MiB(afterUnload - baseline)}), ` +
     `B loaded again ${MiB(rssB)} MiB; slack ${MiB(slack)} MiB${QUICK ? ' (ASan: not asserted)' : ''}`);
   assert.ok(rssBig > baseline + 60 * 1048576, 'the big model was resident');
-  if (!QUICK) assert.ok(afterUnload <= baseline + slack, `RSS after unload ${afterUnload} > baseline ${baseline} + ${slack}`);
+  if (!QUICK) {
+    assert.ok(afterUnload <= baseline + slack, `RSS after unload ${afterUnload} > baseline ${baseline} + ${slack}`);
+    assert.ok(rssDegraded <= baseline + slack, `RSS with no model ${rssDegraded} > baseline ${baseline} + ${slack}`);
+  }
   m = await metrics(s.url);
   assert.equal(sample(m, 'semantic_swaps_total', { result: 'ok' }), 3);
   assert.equal(await s.stop(), 0);
