@@ -80,18 +80,25 @@ void *sem_calloc(size_t n, size_t size)
     return calloc(total ? total : 1, 1);
 }
 
+/* calloc, then align inside the block and keep the original pointer just
+ * before the aligned one. calloc (unlike aligned_alloc + memset) gets large
+ * blocks from fresh mmap pages that the kernel zeroes lazily, so a 256 MiB
+ * KV pool costs nothing until it is used. */
 void *sem_alloc_aligned(size_t bytes)
 {
-    size_t rounded;
-    if (!sem_add_size(bytes, 63, &rounded)) return NULL;
-    rounded &= ~(size_t)63;
-    if (rounded == 0) rounded = 64;
-    void *p = aligned_alloc(64, rounded);
-    if (p) memset(p, 0, rounded);
-    return p;
+    size_t total;
+    if (!sem_add_size(bytes ? bytes : 1, 64 + sizeof(void *), &total)) return NULL;
+    uint8_t *raw = calloc(1, total);
+    if (!raw) return NULL;
+    uintptr_t a = ((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63;
+    ((void **)a)[-1] = raw;
+    return (void *)a;
 }
 
-void sem_free_aligned(void *p) { free(p); }
+void sem_free_aligned(void *p)
+{
+    if (p) free(((void **)p)[-1]);
+}
 
 char *sem_strdup(const char *s)
 {
