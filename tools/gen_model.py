@@ -333,7 +333,8 @@ def resolve(a):
         if s[key] is not None and s[key] >= vocab:
             s[key] = None if key == "bos" else min(2, vocab - 1)
     s["eos_list"] = [e for e in s["eos_list"] if e is not None and e < vocab] or [s["eos"]]
-    s["zero"] = a.zero_weights
+    if a.zero_weights:  # only then, so other models' --if-missing stamps stay as they were
+        s["zero"] = True
     if arch == "deepseek2":
         resolve_deepseek2(a, shape, s)
     elif arch == "gemma3":
@@ -712,7 +713,7 @@ def chunk_values(s, name, kind, rows, cols, r0, r1, chunk_idx):
 
 def write_tensor(s, w, name, kind, rows, cols, quant, lead=None):
     fd = s["float_dtype"]
-    if s["zero"]:
+    if s.get("zero"):
         w.write_zero(name)
         if quant is not None:
             w.write_zero(name[: -len(".weight")] + ".scales")
