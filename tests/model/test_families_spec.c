@@ -12,7 +12,11 @@
  *   - real shapes load (all-zero sparse weights, instant): Qwen2.5-0.5B
  *     (24 layers, and one forward token), Qwen2.5-14B (2 of 48 layers),
  *     DeepSeek-V2-Lite (2 of 27 layers: stacked q4 experts at full size) and
- *     Gemma-3-1B (2 of 26 layers), with their spec, geometry and counts.
+ *     Gemma-3-1B (2 of 26 layers), with their spec, geometry and counts;
+ *   - model directories whose config disagrees with the tensors (expert
+ *     widths, stacked and per-expert; router size; q_lora; latent dims;
+ *     Gemma layers; an image-text checkpoint labelled text-only) fail with
+ *     an error naming the tensor.
  */
 #include "model/model.h"
 
@@ -319,6 +323,52 @@ static void test_deepseek_and_gemma_real_shapes(void **state)
     model_destroy(m);
 }
 
+/* A generated tiny model whose config.json is then edited (sed script):
+ * load must fail with `want` and a message naming `needle`. */
+static void expect_bad_dir(const char *gen_args, const char *sed, sem_status want, const char *needle)
+{
+    char dir[512], *out = NULL;
+    snprintf(dir, sizeof dir, "%s/models/bad-family", tu_build_dir());
+    int rc = tu_run(&out, "rm -rf %s && /usr/bin/python3 %s/tools/gen_model.py --shape tiny --quiet %s --out %s && sed -i '%s' %s/config.json",
+                    dir, tu_source_dir(), gen_args, dir, sed, dir);
+    if (rc) fprintf(stderr, "%s\n", out);
+    free(out);
+    assert_int_equal(rc, 0);
+    model *m = NULL;
+    sem_err err = {0};
+    sem_status st = model_load(dir, &m, &err);
+    if (st != want || !strstr(err.msg, needle))
+        fail_msg("%s | %s: got %s \"%s\", want %s with \"%s\"", gen_args, sed, sem_status_name(st), err.msg,
+                 sem_status_name(want), needle);
+    model_destroy(m);
+    tu_run(NULL, "rm -rf %s", dir);
+}
+
+static void test_malformed_dirs(void **state)
+{
+    (void)state;
+    /* experts narrower than the files: stacked (MLX) and per-expert (HF) */
+    expect_bad_dir("--arch deepseek2 --dtype q4 --layers 2", "s/\"moe_intermediate_size\": 128/\"moe_intermediate_size\": 64/",
+                   SEM_ECORRUPT, "switch_mlp.gate_proj.weight' has shape [8, 128, 32], expected [8, 64, 32]");
+    expect_bad_dir("--arch deepseek2 --layers 2", "s/\"moe_intermediate_size\": 128/\"moe_intermediate_size\": 64/",
+                   SEM_ECORRUPT, "experts.0.gate_proj.weight' has shape [128, 256], expected [64, 256]");
+    /* a router for more experts than the files hold */
+    expect_bad_dir("--arch deepseek2 --layers 2", "s/\"n_routed_experts\": 8/\"n_routed_experts\": 9/", SEM_ECORRUPT,
+                   "mlp.gate.weight' has shape [8, 256], expected [9, 256]");
+    /* a q_lora checkpoint read as q_lora_rank null: q_proj is missing */
+    expect_bad_dir("--arch deepseek2 --layers 2 --q-lora-rank 64", "s/\"q_lora_rank\": 64/\"q_lora_rank\": null/",
+                   SEM_ECORRUPT, "missing tensor 'model.layers.0.self_attn.q_proj.weight'");
+    /* the MLA latent dims disagree with kv_a_proj_with_mqa */
+    expect_bad_dir("--arch deepseek2 --layers 2", "s/\"kv_lora_rank\": 128/\"kv_lora_rank\": 64/", SEM_ECORRUPT,
+                   "kv_a_proj_with_mqa.weight' has shape [192, 256], expected [128, 256]");
+    /* Gemma: one layer more than the files hold; an image-text checkpoint
+     * relabelled as text-only (its tensors are not under model.) */
+    expect_bad_dir("--arch gemma3 --layers 3", "s/\"num_hidden_layers\": 3/\"num_hidden_layers\": 4/", SEM_ECORRUPT,
+                   "missing tensor 'model.layers.3.");
+    expect_bad_dir("--arch gemma3 --layers 3 --multimodal", "s/Gemma3ForConditionalGeneration/Gemma3ForCausalLM/", SEM_ECORRUPT,
+                   "missing tensor 'model.embed_tokens.weight'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_qwen25_real_shapes),
         cmocka_unit_test(test_deepseek_and_gemma_real_shapes),
+        cmocka_unit_test(test_malformed_dirs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
