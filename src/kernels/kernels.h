@@ -116,6 +116,26 @@ tp_pool *kn_ctx_pool(const kn_ctx *kc);
 void kn_matmul(kn_ctx *kc, const kn_weight *w, const float *x, size_t ldx, float *y, size_t ldy,
                size_t n_tokens);
 
+/* One matmul of a group: Y[t][r] = sum_c X[t][c] * W[r][c] as kn_matmul. */
+typedef struct kn_mm_item {
+    const kn_weight *w;
+    const float *x;
+    size_t ldx;
+    float *y;      /* items' outputs must not overlap */
+    size_t ldy;
+    size_t n_tokens;
+} kn_mm_item;
+
+#define KN_GROUP_MAX 64
+
+/* Runs n <= KN_GROUP_MAX independent matmuls with the results kn_matmul
+ * gives each, in one pass over the pool (one fork-join instead of n): for
+ * many small matrices (MoE experts, per-head projections) the barrier
+ * costs as much as the arithmetic. Falls back to n kn_matmul calls when
+ * the items' int8 activations do not fit the context's scratch together.
+ * Runs on the pool (kernels/matmul_group.c). */
+void kn_matmul_group(kn_ctx *kc, const kn_mm_item *items, size_t n);
+
 /* Dequantizes/converts row r of w into out[w->cols] (embedding lookup). */
 void kn_weight_row(const kn_weight *w, size_t r, float *out);
 

@@ -99,9 +99,9 @@ struct model_run {
     int32_t *exp_rows;    /* [T * n_experts_used] (token, slot) lists by expert */
     int32_t *exp_count;   /* [n_experts + 1] list offsets */
     int32_t *exp_cursor;  /* [n_experts] fill positions */
-    float *ex_x;          /* [T][hidden] rows routed to one expert */
-    float *ex_gate;       /* [T][moe_intermediate] */
-    float *ex_up;         /* [T][moe_intermediate] */
+    float *ex_x;          /* [T * n_experts_used][hidden] routed rows, by expert */
+    float *ex_gate;       /* [T * n_experts_used][moe_intermediate] */
+    float *ex_up;         /* [T * n_experts_used][moe_intermediate] */
     float *moe_out;       /* [T][hidden] routed sum */
 };
 

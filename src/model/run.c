@@ -26,9 +26,9 @@ static bool alloc_deepseek2(const model_spec *s, model_run *r)
     r->exp_rows = sem_calloc(T * k, sizeof *r->exp_rows);
     r->exp_count = sem_calloc(E + 1, sizeof *r->exp_count);
     r->exp_cursor = sem_calloc(E, sizeof *r->exp_cursor);
-    r->ex_x = sem_alloc_aligned(T * (size_t)s->hidden * sizeof(float));
-    r->ex_gate = sem_alloc_aligned(T * mi * sizeof(float));
-    r->ex_up = sem_alloc_aligned(T * mi * sizeof(float));
+    r->ex_x = sem_alloc_aligned(T * k * (size_t)s->hidden * sizeof(float));
+    r->ex_gate = sem_alloc_aligned(T * k * mi * sizeof(float));
+    r->ex_up = sem_alloc_aligned(T * k * mi * sizeof(float));
     r->moe_out = sem_alloc_aligned(T * (size_t)s->hidden * sizeof(float));
     return r->router && r->route_ids && r->route_w && r->exp_rows && r->exp_count && r->exp_cursor && r->ex_x && r->ex_gate &&
            r->ex_up && r->moe_out;

@@ -29,7 +29,9 @@
  * every q.k unchanged, which is how DeepSeek's own code applies it.
  *
  * MoE batching: the tokens routed to each expert are gathered into one
- * matrix, so each expert's three matrices are read once per forward call.
+ * matrix, so each expert's three matrices are read once per forward call;
+ * the experts' (and the per-head MLA) products are issued as groups
+ * (kn_matmul_group), one pool pass for many small matrices.
  *
  * KV: the compressed latent, not per-head K and V (model_spec_kv_geometry):
  * each position stores [c | k_pe] as its one K row and c as its V row, and
@@ -196,6 +198,26 @@ static void rope_interleaved(const model *m, float *x, size_t n, size_t stride, 
     kn_rope(x, n, stride, rd, pos, m->rope_inv_freq, s->rope_attn_factor);
 }
 
+/* A batch of independent matmuls run as kn_matmul_group calls (one pool
+ * pass for many small matrices: experts, per-head projections). */
+typedef struct mm_batch {
+    kn_ctx *kc;
+    kn_mm_item items[KN_GROUP_MAX];
+    size_t n;
+} mm_batch;
+
+static void mm_flush(mm_batch *b)
+{
+    if (b->n) kn_matmul_group(b->kc, b->items, b->n);
+    b->n = 0;
+}
+
+static void mm_add(mm_batch *b, const kn_weight *w, const float *x, size_t ldx, float *y, size_t ldy, size_t n_tokens)
+{
+    if (b->n == KN_GROUP_MAX) mm_flush(b);
+    b->items[b->n++] = (kn_mm_item){w, x, ldx, y, ldy, n_tokens};
+}
+
 /* Q [T][n_heads][qk_nope + qk_rope] into r->q. */
 static void project_q(const model *m, kn_ctx *kc, model_run *r, const model_layer *L, size_t T)
 {
@@ -238,8 +260,9 @@ static void absorb_q(const model *m, kn_ctx *kc, model_run *r, const model_layer
         for (size_t h = 0; h < nh; h++)
             memcpy(r->q_lat + (t * nh + h) * lat_dim + kvl, r->q + (t * nh + h) * hd + nope, rd * sizeof(float));
     }
-    for (size_t h = 0; h < nh; h++)
-        kn_matmul(kc, &L->w_uk_t[h], r->q + h * hd, nh * hd, r->q_lat + h * lat_dim, nh * lat_dim, T);
+    mm_batch b = {.kc = kc};
+    for (size_t h = 0; h < nh; h++) mm_add(&b, &L->w_uk_t[h], r->q + h * hd, nh * hd, r->q_lat + h * lat_dim, nh * lat_dim, T);
+    mm_flush(&b);
 }
 
 static void attention_block(const model *m, kn_ctx *kc, model_run *r, const model_layer *L, int32_t l,
@@ -264,8 +287,10 @@ static void attention_block(const model *m, kn_ctx *kc, model_run *r, const mode
                      0, 0.0f, r->o_lat + t0 * nh * kvl);
         t0 += sq->n_tokens;
     }
+    mm_batch b = {.kc = kc};
     for (size_t h = 0; h < nh; h++) /* back from the latent: v_h = W_uv,h o_h */
-        kn_matmul(kc, &L->w_uv[h], r->o_lat + h * kvl, nh * kvl, r->att + h * vd, nh * vd, T);
+        mm_add(&b, &L->w_uv[h], r->o_lat + h * kvl, nh * kvl, r->att + h * vd, nh * vd, T);
+    mm_flush(&b);
     kn_matmul(kc, &L->wo, r->att, nh * vd, r->xb, hidden, T);
     for (size_t t = 0; t < T; t++) kn_add(r->x + t * hidden, r->xb + t * hidden, hidden);
 }
@@ -346,28 +371,47 @@ static void route_batch(const model *m, kn_ctx *kc, model_run *r, const model_la
     for (size_t i = 0; i < T * k; i++) r->exp_rows[r->exp_cursor[r->route_ids[i]]++] = (int32_t)i; /* token order */
 }
 
+/* Routed + shared experts: every (token, slot) row is gathered by expert
+ * into r->ex_x, so each expert's matrices run once over all its tokens;
+ * all experts' gate/up products go in one group, all down products in
+ * another; the weighted rows are then added back per token. */
 static void moe_block(const model *m, kn_ctx *kc, model_run *r, const model_layer *L, size_t T)
 {
     const model_spec *s = &m->spec;
-    size_t hidden = (size_t)s->hidden, k = (size_t)s->n_experts_used;
+    size_t hidden = (size_t)s->hidden, k = (size_t)s->n_experts_used, mi = (size_t)s->moe_intermediate;
+    size_t rows = T * k, sh = mi * (size_t)s->n_shared_experts;
     route_batch(m, kc, r, L, T);
-    if (s->n_shared_experts > 0) swiglu(kc, r, &L->sh_gate, &L->sh_up, &L->sh_down, r->xb, r->moe_out, T, hidden);
-    else memset(r->moe_out, 0, T * hidden * sizeof(float));
+    for (size_t i = 0; i < rows; i++)
+        memcpy(r->ex_x + i * hidden, r->xb + (size_t)r->exp_rows[i] / k * hidden, hidden * sizeof(float));
+    mm_batch b = {.kc = kc};
+    if (sh > 0) {
+        mm_add(&b, &L->sh_gate, r->xb, hidden, r->gate, sh, T);
+        mm_add(&b, &L->sh_up, r->xb, hidden, r->up, sh, T);
+    }
     for (int32_t e = 0; e < s->n_experts; e++) {
         size_t lo = (size_t)r->exp_count[e], n = (size_t)r->exp_count[e + 1] - lo;
         if (n == 0) continue;
-        for (size_t i = 0; i < n; i++) /* gather the expert's tokens */
-            memcpy(r->ex_x + i * hidden, r->xb + (size_t)r->exp_rows[lo + i] / k * hidden, hidden * sizeof(float));
-        size_t mi = L->exp_gate[e].rows;
-        kn_matmul(kc, &L->exp_gate[e], r->ex_x, hidden, r->ex_gate, mi, n);
-        kn_matmul(kc, &L->exp_up[e], r->ex_x, hidden, r->ex_up, mi, n);
-        kn_silu_mul(r->ex_gate, r->ex_gate, r->ex_up, n * mi);
-        kn_matmul(kc, &L->exp_down[e], r->ex_gate, mi, r->ex_x, hidden, n);
-        for (size_t i = 0; i < n; i++) { /* scatter, weighted */
-            size_t row = (size_t)r->exp_rows[lo + i];
-            float w = r->route_w[row], *dst = r->moe_out + row / k * hidden, *src = r->ex_x + i * hidden;
-            for (size_t c = 0; c < hidden; c++) dst[c] += w * src[c];
-        }
+        mm_add(&b, &L->exp_gate[e], r->ex_x + lo * hidden, hidden, r->ex_gate + lo * mi, mi, n);
+        mm_add(&b, &L->exp_up[e], r->ex_x + lo * hidden, hidden, r->ex_up + lo * mi, mi, n);
+    }
+    mm_flush(&b);
+    kn_silu_mul(r->ex_gate, r->ex_gate, r->ex_up, rows * mi);
+    if (sh > 0) {
+        kn_silu_mul(r->gate, r->gate, r->up, T * sh);
+        mm_add(&b, &L->sh_down, r->gate, sh, r->moe_out, hidden, T);
+    } else {
+        memset(r->moe_out, 0, T * hidden * sizeof(float));
+    }
+    for (int32_t e = 0; e < s->n_experts; e++) { /* ex_x is free again: the experts' outputs */
+        size_t lo = (size_t)r->exp_count[e], n = (size_t)r->exp_count[e + 1] - lo;
+        if (n > 0) mm_add(&b, &L->exp_down[e], r->ex_gate + lo * mi, mi, r->ex_x + lo * hidden, hidden, n);
+    }
+    mm_flush(&b);
+    for (size_t i = 0; i < rows; i++) { /* scatter, weighted */
+        size_t row = (size_t)r->exp_rows[i];
+        float w = r->route_w[row], *dst = r->moe_out + row / k * hidden;
+        const float *src = r->ex_x + i * hidden;
+        for (size_t c = 0; c < hidden; c++) dst[c] += w * src[c];
     }
     for (size_t t = 0; t < T; t++) kn_add(r->x + t * hidden, r->moe_out + t * hidden, hidden);
 }
