@@ -88,11 +88,10 @@ struct model_run {
     float *logits;        /* [logit_rows][vocab] */
     int32_t *pos;         /* [T] position of each token */
     /* DeepSeek-V2 only (NULL otherwise) */
-    float *lat;           /* [T][max(kv_lora + qk_rope, q_lora)] compressed q, or the
-                             latent [c | k_pe] = the KV row */
+    float *lat;           /* [T][kv_lora + qk_rope] the latent [c | k_pe] = the KV row */
     float *q_lat;         /* [T][n_heads][kv_lora + qk_rope] absorbed queries */
     float *o_lat;         /* [T][n_heads][kv_lora] attention over the latent */
-    float *latn;          /* [T][q_lora] normed compressed q */
+    float *latn;          /* [T][q_lora] compressed q (normed in place) */
     float *router;        /* [T][n_experts] router scores */
     int32_t *route_ids;   /* [T][n_experts_used] chosen experts */
     float *route_w;       /* [T][n_experts_used] their weights */

@@ -218,28 +218,24 @@ static void mm_add(mm_batch *b, const kn_weight *w, const float *x, size_t ldx, 
     b->items[b->n++] = (kn_mm_item){w, x, ldx, y, ldy, n_tokens};
 }
 
-/* Q [T][n_heads][qk_nope + qk_rope] into r->q. */
-static void project_q(const model *m, kn_ctx *kc, model_run *r, const model_layer *L, size_t T)
+/* From the normed input r->xb, in one group: Q [T][n_heads][qk_nope +
+ * qk_rope] into r->q (through q_a / q_b with q_lora_rank), and the latent
+ * of each token into r->lat, [rmsnorm(c) | roped k_pe]: the KV row (its
+ * first kv_lora dims are also the V row). */
+static void project_q_latent(const model *m, kn_ctx *kc, model_run *r, const model_layer *L, size_t T)
 {
     const model_spec *s = &m->spec;
     size_t hidden = (size_t)s->hidden, q_dim = (size_t)s->n_heads * (size_t)s->head_dim;
-    if (s->q_lora_rank == 0) {
-        kn_matmul(kc, &L->wq, r->xb, hidden, r->q, q_dim, T);
-        return;
+    size_t kvl = (size_t)s->kv_lora_rank, rd = (size_t)s->qk_rope_dim, lat_dim = kvl + rd, ql = (size_t)s->q_lora_rank;
+    mm_batch b = {.kc = kc};
+    if (ql > 0) mm_add(&b, &L->wq_a, r->xb, hidden, r->latn, ql, T);
+    else mm_add(&b, &L->wq, r->xb, hidden, r->q, q_dim, T);
+    mm_add(&b, &L->wkv_a, r->xb, hidden, r->lat, lat_dim, T);
+    mm_flush(&b);
+    if (ql > 0) {
+        model_rmsnorm_rows(r->latn, r->latn, L->q_a_norm, T, ql, MLA_NORM_EPS, 0.0f);
+        kn_matmul(kc, &L->wq, r->latn, ql, r->q, q_dim, T);
     }
-    size_t ql = (size_t)s->q_lora_rank;
-    kn_matmul(kc, &L->wq_a, r->xb, hidden, r->lat, ql, T);
-    model_rmsnorm_rows(r->latn, r->lat, L->q_a_norm, T, ql, MLA_NORM_EPS, 0.0f);
-    kn_matmul(kc, &L->wq, r->latn, ql, r->q, q_dim, T);
-}
-
-/* The latent of each token into r->lat: [rmsnorm(c) | roped k_pe], which
- * is the KV row (its first kv_lora dims are also the V row). */
-static void project_latent(const model *m, kn_ctx *kc, model_run *r, const model_layer *L, size_t T)
-{
-    const model_spec *s = &m->spec;
-    size_t kvl = (size_t)s->kv_lora_rank, rd = (size_t)s->qk_rope_dim, lat_dim = kvl + rd;
-    kn_matmul(kc, &L->wkv_a, r->xb, (size_t)s->hidden, r->lat, lat_dim, T);
     for (size_t t = 0; t < T; t++) {
         float *lat = r->lat + t * lat_dim;
         kn_rmsnorm(lat, lat, L->kv_a_norm, kvl, MLA_NORM_EPS, 0.0f);
@@ -272,8 +268,7 @@ static void attention_block(const model *m, kn_ctx *kc, model_run *r, const mode
     size_t hidden = (size_t)s->hidden, nh = (size_t)s->n_heads, vd = (size_t)s->v_head_dim;
     size_t kvl = (size_t)s->kv_lora_rank, lat_dim = kvl + (size_t)s->qk_rope_dim;
     model_rmsnorm_rows(r->xb, r->x, L->attn_norm, T, hidden, s->rms_eps, 0.0f);
-    project_q(m, kc, r, L, T);
-    project_latent(m, kc, r, L, T);
+    project_q_latent(m, kc, r, L, T);
     absorb_q(m, kc, r, L, T);
     size_t t0 = 0;
     for (size_t i = 0; i < n_seqs; i++) { /* MQA over the latent: one KV head for all query heads */
