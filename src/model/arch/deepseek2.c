@@ -299,8 +299,8 @@ static void swiglu(kn_ctx *kc, model_run *r, const kn_weight *wg, const kn_weigh
                    const float *in, float *out, size_t T, size_t hidden)
 {
     size_t inter = wg->rows;
-    kn_matmul(kc, wg, in, hidden, r->gate, inter, T);
-    kn_matmul(kc, wu, in, hidden, r->up, inter, T);
+    const kn_mm_item gate_up[2] = {{wg, in, hidden, r->gate, inter, T}, {wu, in, hidden, r->up, inter, T}};
+    kn_matmul_group(kc, gate_up, 2);
     kn_silu_mul(r->gate, r->gate, r->up, T * inter);
     kn_matmul(kc, wd, r->gate, inter, out, hidden, T);
 }

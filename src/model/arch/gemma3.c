@@ -125,9 +125,10 @@ static void attention_block(const model *m, kn_ctx *kc, model_run *r, const mode
     const float *inv_freq = L->sliding ? m->rope_inv_freq_local : m->rope_inv_freq;
 
     model_rmsnorm_rows(r->xb, r->x, L->attn_norm, T, hidden, s->rms_eps, s->norm_offset);
-    kn_matmul(kc, &L->wq, r->xb, hidden, r->q, q_dim, T);
-    kn_matmul(kc, &L->wk, r->xb, hidden, r->k, kv_dim, T);
-    kn_matmul(kc, &L->wv, r->xb, hidden, r->v, kv_dim, T);
+    const kn_mm_item qkv[3] = {{&L->wq, r->xb, hidden, r->q, q_dim, T},
+                               {&L->wk, r->xb, hidden, r->k, kv_dim, T},
+                               {&L->wv, r->xb, hidden, r->v, kv_dim, T}};
+    kn_matmul_group(kc, qkv, 3); /* one pool pass, one input */
     model_rmsnorm_rows(r->q, r->q, L->q_norm, T * nh, hd, s->rms_eps, s->norm_offset);
     model_rmsnorm_rows(r->k, r->k, L->k_norm, T * nkv, hd, s->rms_eps, s->norm_offset);
     for (size_t t = 0; t < T; t++) {
@@ -154,8 +155,9 @@ static void mlp_block(const model *m, kn_ctx *kc, model_run *r, const model_laye
     const model_spec *s = &m->spec;
     size_t hidden = (size_t)s->hidden, inter = (size_t)s->intermediate;
     model_rmsnorm_rows(r->xb, r->x, L->ffn_norm, T, hidden, s->rms_eps, s->norm_offset);
-    kn_matmul(kc, &L->w_gate, r->xb, hidden, r->gate, inter, T);
-    kn_matmul(kc, &L->w_up, r->xb, hidden, r->up, inter, T);
+    const kn_mm_item gate_up[2] = {{&L->w_gate, r->xb, hidden, r->gate, inter, T},
+                                   {&L->w_up, r->xb, hidden, r->up, inter, T}};
+    kn_matmul_group(kc, gate_up, 2);
     kn_gelu_tanh_mul(r->gate, r->gate, r->up, T * inter);
     kn_matmul(kc, &L->w_down, r->gate, inter, r->xb, hidden, T);
     add_normed(s, r->x, r->xb, L->ffn_post_norm, T);
