@@ -12,6 +12,7 @@ static const app_command commands[] = {
     {"chat", "interactive chat with a model's own chat template", app_cmd_chat},
     {"tokenize", "print the token ids of a text", app_cmd_tokenize},
     {"model", "inspect a model directory (model inspect DIR)", app_cmd_model},
+    {"perplexity", "perplexity of a model over a text, at KV 16/8/4 bits (perplexity --help)", app_cmd_perplexity},
     {"bench", "benchmarks that print figures (bench --help)", app_cmd_bench},
 };
 

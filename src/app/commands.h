@@ -19,5 +19,6 @@ int app_cmd_bench(int argc, char **argv);
 int app_cmd_tokenize(int argc, char **argv);
 int app_cmd_chat(int argc, char **argv);
 int app_cmd_serve(int argc, char **argv);
+int app_cmd_perplexity(int argc, char **argv);
 
 #endif
