@@ -25,6 +25,7 @@
 #define SEM_TOKENIZER_TEMPLATE_INT_H
 
 #include "tokenizer/template.h"
+#include "tokenizer/tok_int.h" /* tok_utf8_encode */
 
 #include <stdarg.h>
 
@@ -404,7 +405,6 @@ tstat tv_compare(tpl_rctx *r, tval a, tval b, bool case_sensitive, int *cmp);
 
 /* ---- strings (template_str.c) ---- */
 size_t tpl_utf8_decode(const char *s, size_t len, size_t i, uint32_t *cp); /* bytes used, >= 1 */
-size_t tpl_utf8_encode(uint32_t cp, char out[4]);
 bool tpl_js_space(uint32_t cp);
 size_t tpl_js_space_at(const char *s, size_t len, size_t i); /* bytes of whitespace char at i, or 0 */
 size_t tpl_js_space_before(const char *s, size_t i);         /* bytes of whitespace char ending at i */

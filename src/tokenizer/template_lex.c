@@ -401,7 +401,7 @@ static bool lex_hex(const lexer *lx, size_t at, size_t n, uint32_t *v)
 static bool buf_put_cp(buf *b, uint32_t cp)
 {
     char tmp[4];
-    size_t n = tpl_utf8_encode(cp, tmp);
+    size_t n = tok_utf8_encode(cp, tmp);
     return buf_append(b, tmp, n);
 }
 

@@ -62,30 +62,6 @@ size_t tpl_utf8_decode(const char *s, size_t len, size_t i, uint32_t *cp)
     return n;
 }
 
-size_t tpl_utf8_encode(uint32_t cp, char out[4])
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* ===================================================================== */
 /* JavaScript whitespace (WhiteSpace + LineTerminator)                      */
 /* ===================================================================== */
@@ -156,7 +132,7 @@ bool tpl_wtf8_to_utf8(const char *s, size_t len, buf *out)
         } else {
             cp = 0xFFFD;
         }
-        if (!buf_append(out, tmp, tpl_utf8_encode(cp, tmp))) return false;
+        if (!buf_append(out, tmp, tok_utf8_encode(cp, tmp))) return false;
         i += n;
     }
     return true;
@@ -201,7 +177,7 @@ bool tpl_utf16_at(const char *s, size_t len, int64_t idx, buf *out, bool *found)
             uint32_t hi, lo;
             utf16_units(cp, &hi, &lo);
             char tmp[4];
-            size_t k = tpl_utf8_encode((uint64_t)idx == unit ? hi : lo, tmp); /* half a pair */
+            size_t k = tok_utf8_encode((uint64_t)idx == unit ? hi : lo, tmp); /* half a pair */
             return buf_append(out, tmp, k);
         }
         unit += w;
@@ -265,7 +241,7 @@ static const special_upper SPECIAL_UPPER[] = {
 static bool put_cp(buf *out, uint32_t cp)
 {
     char tmp[4];
-    return buf_append(out, tmp, tpl_utf8_encode(cp, tmp));
+    return buf_append(out, tmp, tok_utf8_encode(cp, tmp));
 }
 
 static bool is_cased_letter(uint32_t cp)

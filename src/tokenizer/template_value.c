@@ -665,7 +665,7 @@ static tstat json_quote(tpl_rctx *r, const char *s, size_t len, bool ascii, buf 
                 tpl_utf8_decode(s, len, i + 3, &lo) == 3 && lo >= 0xDC00 && lo <= 0xDFFF) {
                 char pair[4]; /* a WTF-8 pair is one character to JavaScript */
                 cp = 0x10000u + ((cp - 0xD800u) << 10) + (lo - 0xDC00u);
-                if (json_quote_cp(r, cp, ascii, pair, tpl_utf8_encode(cp, pair), out) != TS_OK) return TS_ERR;
+                if (json_quote_cp(r, cp, ascii, pair, tok_utf8_encode(cp, pair), out) != TS_OK) return TS_ERR;
                 i += 6;
                 continue;
             }

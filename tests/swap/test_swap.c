@@ -5,99 +5,22 @@
  * timeout abandons the swap, a bad model rolls back, a failed rollback is
  * degraded until a good swap, and unloading returns RSS to the baseline.
  */
-#include "swap/swap.h"
-
-#include "test_util.h"
+#include "swap_fixture.h"
 
 #include <pthread.h>
-
-static char models_dir[512], cache_dir[512];
-static tp_pool *g_pool;
-
-static void gen(const char *name, const char *args)
-{
-    char *out = NULL;
-    int rc = tu_run(&out, "/usr/bin/python3 %s/tools/gen_model.py --shape tiny --tokenizer llama2 --seed 5 "
-                          "--if-missing --quiet %s --out %s/%s",
-                    tu_source_dir(), args, models_dir, name);
-    if (rc) fprintf(stderr, "%s\n", out);
-    free(out);
-    assert_int_equal(rc, 0);
-}
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(models_dir, sizeof models_dir, "%s/models/swap", tu_build_dir());
-    char *t = tu_tmpdir();
-    snprintf(cache_dir, sizeof cache_dir, "%s", t);
-    free(t);
-    sem_err err;
-    return tp_create(2, &g_pool, &err) == SEM_OK ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tp_destroy(g_pool);
-    tu_rmrf(cache_dir);
-    return 0;
-}
-
-static swap_params params(void)
-{
-    swap_params p = {0};
-    p.models_dir = models_dir;
-    p.hf_cache = "/nonexistent";
-    p.pool = g_pool;
-    p.engine = eng_default_params();
-    p.engine.kv_budget_bytes = 8u << 20;
-    p.engine.block_tokens = 16;
-    p.engine.max_ctx = 1024;
-    p.engine.cache_dir = cache_dir;
-    return p;
-}
-
-typedef struct reply {
-    int32_t tokens[16];
-    int32_t cached;
-} reply;
-
-static sem_status chat(swap_mgr *sm, const char *agent, const int32_t *prompt, size_t n, reply *r)
-{
-    const swap_bundle *b;
-    sem_err err;
-    sem_status st = swap_acquire(sm, 5000, &b, &err);
-    if (st) return st;
-    eng_request_params p = eng_request_default_params();
-    p.prompt = prompt;
-    p.n_prompt = n;
-    p.max_tokens = 8;
-    p.ignore_eos = true;
-    p.agent_id = agent;
-    eng_request *rq;
-    assert_int_equal(eng_submit(b->eng, &p, &rq, &err), SEM_OK);
-    int k = 0;
-    for (;;) {
-        eng_event *ev;
-        assert_int_equal(eng_request_next(rq, 60000, &ev), SEM_OK);
-        bool done = ev->kind == ENG_EV_DONE;
-        if (done) r->cached = ev->cached_tokens;
-        else r->tokens[k++] = ev->token;
-        eng_event_free(ev);
-        if (done) break;
-    }
-    eng_request_release(rq);
-    swap_release(sm, b);
-    return SEM_OK;
+    return fx_setup("swap");
 }
 
 static void test_a_b_a(void **state)
 {
     (void)state;
-    gen("org/model-a", "--arch llama --dtype q4 --layers 2");
-    gen("org/model-b", "--arch qwen2 --dtype q8 --layers 3 --kv-heads 4");
-    swap_params p = params();
+    fx_gen("org/model-a", 5, "--arch llama --dtype q4 --layers 2");
+    fx_gen("org/model-b", 5, "--arch qwen2 --dtype q8 --layers 3 --kv-heads 4");
+    swap_params p = params(cache_dir);
     swap_mgr *sm;
     sem_err err;
     assert_int_equal(swap_create(&p, "org/model-a", &sm, &err), SEM_OK);
@@ -119,8 +42,7 @@ static void test_a_b_a(void **state)
     assert_int_equal(chat(sm, "alice", prompt, 48, &r3), SEM_OK);
     assert_int_equal(r3.cached, 47); /* A's cache survived two swaps */
     /* the same greedy output as a cold run of A */
-    swap_params q = params();
-    q.engine.cache_dir = NULL;
+    swap_params q = params(NULL);
     swap_mgr *cold;
     reply rc;
     assert_int_equal(swap_create(&q, "org/model-a", &cold, &err), SEM_OK);
@@ -151,7 +73,7 @@ static void *swap_thread(void *p)
 static void test_concurrent_and_drain_timeout(void **state)
 {
     (void)state;
-    swap_params p = params();
+    swap_params p = params(cache_dir);
     swap_mgr *sm;
     sem_err err;
     assert_int_equal(swap_create(&p, "org/model-a", &sm, &err), SEM_OK);
@@ -198,7 +120,7 @@ static void test_rollback_and_degraded(void **state)
                  "truncate -s 1000 %s/org/broken/model.safetensors",
            models_dir, models_dir, models_dir, models_dir, models_dir, models_dir, models_dir);
     free(out);
-    swap_params p = params();
+    swap_params p = params(cache_dir);
     swap_mgr *sm;
     sem_err err;
     assert_int_equal(swap_create(&p, "org/a-copy", &sm, &err), SEM_OK);
@@ -228,7 +150,7 @@ static void test_rollback_and_degraded(void **state)
 static void test_rss_returns_to_baseline(void **state)
 {
     (void)state;
-    swap_params p = params();
+    swap_params p = params(cache_dir);
     swap_mgr *sm;
     sem_err err;
     /* warm up allocator and page cache once, then measure */
