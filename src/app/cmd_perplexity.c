@@ -56,7 +56,8 @@ typedef struct ppl_opts {
     bool reference;
     int kv_bits[PPL_MAX_KV];        /* the passes, in order */
     int n_kv;
-    long ctx;                       /* 0 = default */
+    long ctx;                       /* when ctx_given */
+    bool ctx_given;
     long windows;                   /* 0 = all */
     long threads;
     long block_tokens;
@@ -134,7 +135,7 @@ static int parse_opts(int argc, char **argv, ppl_opts *o)
         case 'J': o->jsonl = optarg; break;
         case 'i': o->ids = optarg; break;
         case 'r': o->reference = true; break;
-        case 'c': ok = app_parse_long(optarg, LONG_MIN, LONG_MAX, &o->ctx); break;
+        case 'c': ok = app_parse_long(optarg, LONG_MIN, LONG_MAX, &o->ctx), o->ctx_given = true; break;
         case 'w': ok = app_parse_long(optarg, 1, LONG_MAX, &o->windows); break;
         case 'b': ok = parse_kv_bits(optarg, o); break;
         case 's': o->save_restore = true; break;
@@ -155,7 +156,7 @@ static int parse_opts(int argc, char **argv, ppl_opts *o)
                         "--reference are required (see --help)\n");
         return 2;
     }
-    if (o->ctx && o->ctx < 2) {
+    if (o->ctx_given && o->ctx < 2) {
         fprintf(stderr, "semantic perplexity: --ctx %ld: a window needs at least 2 tokens\n", o->ctx);
         return 2;
     }
@@ -622,7 +623,7 @@ static void print_json(const ppl_opts *o, const ppl_stream *ps, size_t ctx, cons
 static sem_status resolve_ctx(const ppl_opts *o, const model_spec *s, const ppl_stream *ps, size_t *ctx,
                               sem_err *err)
 {
-    long c = o->ctx ? o->ctx : ps->ref_window ? ps->ref_window : s->max_pos < PPL_CTX_CAP ? s->max_pos : PPL_CTX_CAP;
+    long c = o->ctx_given ? o->ctx : ps->ref_window ? ps->ref_window : s->max_pos < PPL_CTX_CAP ? s->max_pos : PPL_CTX_CAP;
     if (c < 2) return sem_errf(err, SEM_EINVAL, "window of %ld tokens: at least 2 are needed", c);
     if (c > s->max_pos)
         return sem_errf(err, SEM_EINVAL, "window of %ld tokens exceeds the model's %d positions", c, s->max_pos);
