@@ -350,9 +350,9 @@ typedef struct ppl_seq {
 typedef struct ppl_ctx {
     const model *m;           /* borrowed */
     kn_ctx *kc;               /* borrowed */
-    model_run *run;           /* borrowed */
-    kv_pool *pool;            /* owned by the pass */
-    float *logits;            /* borrowed: [chunk][vocab] */
+    model_run *run;           /* owned by measure() */
+    kv_pool *pool;            /* owned by run_pass() */
+    float *logits;            /* owned by measure(): [chunk][vocab] */
     size_t vocab, chunk;
     const char *cache_path;   /* save/restore file */
     char fingerprint[17];
