@@ -21,6 +21,7 @@ typedef struct gen_opts {
     long threads;
     long ctx;
     kn_kv_dtype kv_dtype;
+    long block_tokens, chunk;
     const char *logits_out;
 } gen_opts;
 
@@ -42,8 +43,11 @@ static void usage(FILE *f)
             "  --kv-bits B          KV cache format: 16 (f16, default), 8, 4, or 32 (f32)\n"
             "  --ctx N              context length (default: the model's, max 32768)\n"
             "  --threads N          compute threads (default: one per core)\n"
+            "  --block-tokens N     tokens per KV block (default 256)\n"
+            "  --chunk N            prefill chunk, 1..512 tokens (default 512)\n"
             "  --logits-out FILE    write the prompt's logits, f32 [n_prompt][vocab]\n\n"
-            "Prints the generated ids, then prefill and decode tokens per second.\n");
+            "Prints the generated ids, then prefill and decode tokens per second and\n"
+            "the KV cache's bytes.\n");
 }
 
 static kn_kv_dtype kv_dtype_from_bits(long bits)
@@ -66,6 +70,7 @@ static int parse_opts(int argc, char **argv, gen_opts *o)
         {"min-p", required_argument, 0, 'P'},       {"seed", required_argument, 0, 's'},
         {"kv-bits", required_argument, 0, 'b'},     {"ctx", required_argument, 0, 'c'},
         {"threads", required_argument, 0, 'j'},     {"logits-out", required_argument, 0, 'L'},
+        {"block-tokens", required_argument, 0, 'B'}, {"chunk", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
     *o = (gen_opts){.n_predict = 32, .sampling = eng_sampling_greedy(), .seed = 42, .kv_dtype = KN_KV_F16};
@@ -92,6 +97,8 @@ static int parse_opts(int argc, char **argv, gen_opts *o)
         case 'c': ok = app_parse_long(optarg, 1, 1 << 24, &o->ctx); break;
         case 'j': ok = app_parse_long(optarg, 1, 256, &o->threads); break;
         case 'L': o->logits_out = optarg; break;
+        case 'B': ok = app_parse_long(optarg, 1, 1 << 16, &o->block_tokens); break;
+        case 'C': ok = app_parse_long(optarg, 1, 512, &o->chunk); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -139,6 +146,8 @@ static int run_generate(const gen_opts *o, app_runtime *rt, const tok_tokenizer 
     eng_runner_params rp = eng_runner_default_params();
     rp.max_ctx = (size_t)o->ctx;
     rp.kv_dtype = o->kv_dtype;
+    if (o->block_tokens) rp.block_tokens = (int32_t)o->block_tokens;
+    if (o->chunk) rp.chunk_tokens = (size_t)o->chunk;
     eng_runner *r = NULL;
     eng_sampler *smp = NULL;
     size_t vocab = (size_t)s->vocab;
@@ -181,6 +190,8 @@ static int run_generate(const gen_opts *o, app_runtime *rt, const tok_tokenizer 
         printf("prefill: %zu tokens in %.1f ms, %.1f tok/s\n", n_prompt, t_prefill * 1e3, (double)n_prompt / t_prefill);
         if (n_gen > 1)
             printf("decode: %ld tokens in %.1f ms, %.1f tok/s\n", n_gen - 1, t_decode * 1e3, (double)(n_gen - 1) / t_decode);
+        size_t kv = eng_runner_kv_bytes(r), n_kv = eng_runner_n_past(r);
+        printf("kv cache: %zu tokens in %zu bytes (%.0f per token)\n", n_kv, kv, n_kv ? (double)kv / (double)n_kv : 0.0);
     }
     eng_sampler_destroy(smp);
     eng_runner_destroy(r);

@@ -19,6 +19,11 @@
  *     fingerprint, n_layers, n_kv_heads, head_dim, v_head_dim,
  *     block_tokens, kv dtype, bits, group size, token count, and the
  *     CRC32C of the whole data section.
+ * Models with sliding-window layers kept as a ring (kv/kv.h) write
+ * version 2: the metadata adds sliding_window, sliding_layers (one '0' or
+ * '1' per layer) and ring_from, and a sliding layer's tensors hold only
+ * positions ring_from .. n_tokens - 1 (first dimension n_tokens -
+ * ring_from). Files of other models are version 1, unchanged.
  * Any safetensors reader can open it.
  */
 #ifndef SEM_CACHE_H
@@ -28,7 +33,8 @@
 #include "kernels/kernels.h"
 #include "kv/kv.h"
 
-#define CACHE_FORMAT_VERSION 1
+#define CACHE_FORMAT_VERSION 1      /* every layer holds every position */
+#define CACHE_FORMAT_VERSION_RING 2 /* sliding layers hold ring_from .. n_tokens - 1 */
 #define CACHE_MAX_AGENT_ID 128
 #define CACHE_MAX_TOKENS (1u << 24)
 #define CACHE_MAX_LAYERS 1024 /* files claiming more are rejected */
@@ -43,6 +49,9 @@ typedef struct cache_file_meta {
     char model_id[256];
     char fingerprint[65];        /* model fingerprint: 1-64 lowercase hex digits */
     kv_geometry geo;             /* n_layers, n_kv_heads, head_dim, v_head_dim, block_tokens, dtype */
+    kv_ring ring;                /* window 0: version 1, every layer holds every position */
+    uint32_t ring_from;          /* ring: the first position the sliding layers hold (a
+                                    multiple of block_tokens); 0 otherwise */
     uint32_t n_tokens;
     uint32_t crc32c;             /* of the data section */
 } cache_file_meta;
@@ -54,9 +63,11 @@ typedef struct cache_file_meta {
  * view of the blocks; layer l's K/V are at k_offset/v_offset + l *
  * layer_stride), which must not change during the call (the caller pins
  * the blocks; rows that change anyway fail the write with SEM_EBUSY).
- * The caller fills agent_id, model_id, fingerprint, geo and n_tokens;
- * bad ones, a view that does not match geo, or a negative token are
- * SEM_EINVAL. On success sets meta->version and meta->crc32c.
+ * The caller fills agent_id, model_id, fingerprint, geo, n_tokens, and
+ * for a ring ring and ring_from (the view's sliding layers need to hold
+ * only ring_from on); bad ones, a view that does not match geo, or a
+ * negative token are SEM_EINVAL. On success sets meta->version and
+ * meta->crc32c.
  * Thread: persist. */
 sem_status cache_file_write(const char *path, cache_file_meta *meta, const int32_t *tokens,
                             const kn_kv_view *kv, size_t layer_stride, sem_err *err);
@@ -68,16 +79,22 @@ typedef struct cache_file cache_file; /* opaque: an open, verified file */
  * and (when expect is not NULL) the geometry tag; when fingerprint is not
  * NULL it must match too. Any failure is SEM_ECORRUPT (damaged file) or
  * SEM_EUNSUPPORTED (incompatible: other geometry, fingerprint, version),
- * with a message saying which. */
+ * with a message saying which. A file with a ring (version 2) is
+ * incompatible here: cache_file_open_ring expects one. */
 sem_status cache_file_open(const char *path, const kv_geometry *expect, const char *fingerprint,
                            cache_file **out, sem_err *err);
+/* The same, where the expected layout has a ring (expect_ring, not NULL):
+ * the file's window and sliding layers must equal it (window 0: none). */
+sem_status cache_file_open_ring(const char *path, const kv_geometry *expect, const kv_ring *expect_ring,
+                                const char *fingerprint, cache_file **out, sem_err *err);
 void cache_file_close(cache_file *f); /* NULL ok */
 const cache_file_meta *cache_file_get_meta(const cache_file *f);
 const int32_t *cache_file_tokens(const cache_file *f); /* [n_tokens]; valid until close */
 /* Copies the K/V rows of tokens [0, n) into the blocks of `kv` (same
  * geometry and dtype as the file, asserted; n <= n_tokens, asserted; the
- * block table must cover n tokens). Cannot fail: open verified it all.
- * Thread: engine. */
+ * block table must cover n tokens; for a ring, sliding layers only from
+ * ring_from on, so blocks before it may be trimmed). Cannot fail: open
+ * verified it all. Thread: engine. */
 void cache_file_load(const cache_file *f, size_t n, const kn_kv_view *kv, size_t layer_stride);
 
 /* Reads only the header and metadata (no data, no CRC): for indexing a
@@ -156,8 +173,11 @@ cache_entry *cache_store_find(cache_store *cs, const char *agent_id);
 cache_entry *cache_store_match_prefix(cache_store *cs, const int32_t *tokens, size_t n);
 
 /* What a request can reuse from an entry: the length of the common prefix
- * with tokens[0..n), capped at n - 1 so at least one token is computed. */
-size_t cache_entry_common_prefix(const cache_entry *ce, const int32_t *tokens, size_t n);
+ * with tokens[0..n), capped at n - 1 so at least one token is computed;
+ * 0 when the entry's sliding layers (a ring pool) no longer hold the
+ * window before that point (an earlier branch of a long conversation). */
+size_t cache_entry_common_prefix(const cache_store *cs, const cache_entry *ce, const int32_t *tokens,
+                                 size_t n);
 bool cache_entry_busy(const cache_entry *ce); /* a running request uses it */
 cache_tier cache_entry_tier(const cache_entry *ce);
 const char *cache_entry_agent(const cache_entry *ce);

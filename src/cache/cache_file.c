@@ -25,6 +25,15 @@
  * Numbers are canonical decimals (no sign, no leading zero); anything else
  * is rejected.
  *
+ * Version 2 (models whose sliding-window layers the pool keeps as a ring,
+ * kv/kv.h): the same tensors, except that a sliding layer's K and V hold
+ * only positions ring_from .. n_tokens - 1 (first dimension n_tokens -
+ * ring_from); the metadata adds sliding_window (tokens), sliding_layers
+ * (n_layers characters, '1' for a sliding layer, '0' for a global one)
+ * and ring_from (a multiple of block_tokens, <= n_tokens). A file is
+ * version 2 exactly when it has a ring, so files of other models stay
+ * byte for byte what version 1 wrote.
+ *
  * Writing gathers the rows through the kv view into a 1 MiB staging
  * buffer twice: the first pass computes the CRC32C (it goes in the header,
  * which precedes the data), the second writes through st_writer (temp
@@ -70,6 +79,7 @@ typedef struct cf_tensor {
     bool is_kv; /* false for "tokens" */
     bool is_v;
     int32_t layer;
+    uint32_t pos0;       /* the first position it holds (ring_from for a sliding layer) */
     size_t row_off, row_bytes;
     const uint8_t *data; /* open files: view into the mapping */
 } cf_tensor;
@@ -119,20 +129,24 @@ static bool dtype_parse(const char *s, kn_kv_dtype *out)
     return false;
 }
 
-/* Appends the tensors of one layer's K (or V). */
-static void plan_kv(cf_plan *p, const kv_geometry *g, uint32_t n_tokens, int32_t layer, bool is_v)
+/* Appends the tensors of one layer's K (or V), holding positions pos0 ..
+ * n_tokens - 1. */
+static void plan_kv(cf_plan *p, const kv_geometry *g, uint32_t pos0, uint32_t n_tokens, int32_t layer,
+                    bool is_v)
 {
     size_t dim = (size_t)(is_v ? g->v_head_dim : g->head_dim);
     const char *kv = is_v ? "v" : "k";
-    uint64_t lead = (uint64_t)n_tokens * (uint64_t)g->n_kv_heads;
+    uint32_t rows = n_tokens - pos0;
+    uint64_t lead = (uint64_t)rows * (uint64_t)g->n_kv_heads;
     if (!dtype_quantized(g->dtype)) {
         cf_tensor *t = &p->t[p->n++];
         *t = (cf_tensor){.dtype = float_st_dtype(g->dtype),
                          .n_dims = 3,
-                         .shape = {n_tokens, (uint64_t)g->n_kv_heads, dim},
+                         .shape = {rows, (uint64_t)g->n_kv_heads, dim},
                          .is_kv = true,
                          .is_v = is_v,
                          .layer = layer,
+                         .pos0 = pos0,
                          .row_off = 0,
                          .row_bytes = kn_kv_row_bytes(g->dtype, dim)};
         snprintf(t->name, sizeof t->name, "layers.%d.%s", (int)layer, kv);
@@ -146,10 +160,11 @@ static void plan_kv(cf_plan *p, const kv_geometry *g, uint32_t n_tokens, int32_t
         *t = (cf_tensor){
             .dtype = i == 0 ? ST_U32 : ST_F16,
             .n_dims = 3,
-            .shape = {n_tokens, (uint64_t)g->n_kv_heads, i == 0 ? data_bytes / 4 : groups},
+            .shape = {rows, (uint64_t)g->n_kv_heads, i == 0 ? data_bytes / 4 : groups},
             .is_kv = true,
             .is_v = is_v,
             .layer = layer,
+            .pos0 = pos0,
             .row_off = i == 0 ? 0 : data_bytes + (size_t)(i - 1) * groups * 2,
             .row_bytes = i == 0 ? data_bytes : groups * 2};
         snprintf(t->name, sizeof t->name, "layers.%d.%s.%s", (int)layer, kv, part[i]);
@@ -157,12 +172,14 @@ static void plan_kv(cf_plan *p, const kv_geometry *g, uint32_t n_tokens, int32_t
     }
 }
 
-/* The geometry must already be within the CACHE_MAX_* limits: then one
- * tensor is at most 2^24 tokens x 2^16 heads x 2^18-byte rows = 2^58 bytes,
- * but the sum over up to 6 x 1024 tensors can exceed 2^64, so it is
- * checked (SEM_ELIMIT). */
-static sem_status plan_build(const kv_geometry *g, uint32_t n_tokens, cf_plan *p, sem_err *err)
+/* The geometry must already be within the CACHE_MAX_* limits (and
+ * ring_from <= n_tokens): then one tensor is at most 2^24 tokens x 2^16
+ * heads x 2^18-byte rows = 2^58 bytes, but the sum over up to 6 x 1024
+ * tensors can exceed 2^64, so it is checked (SEM_ELIMIT). */
+static sem_status plan_build(const cache_file_meta *m, cf_plan *p, sem_err *err)
 {
+    const kv_geometry *g = &m->geo;
+    uint32_t n_tokens = m->n_tokens;
     size_t per_kv = dtype_quantized(g->dtype) ? 3 : 1;
     size_t n = 1 + (size_t)g->n_layers * 2 * per_kv;
     p->t = sem_calloc(n, sizeof *p->t);
@@ -173,8 +190,9 @@ static sem_status plan_build(const kv_geometry *g, uint32_t n_tokens, cf_plan *p
         .dtype = ST_I32, .n_dims = 1, .shape = {n_tokens}, .n_bytes = (uint64_t)n_tokens * 4};
     snprintf(tok->name, sizeof tok->name, "tokens");
     for (int32_t l = 0; l < g->n_layers; l++) {
-        plan_kv(p, g, n_tokens, l, false);
-        plan_kv(p, g, n_tokens, l, true);
+        uint32_t pos0 = m->ring.window > 0 && m->ring.sliding[l] ? m->ring_from : 0;
+        plan_kv(p, g, pos0, n_tokens, l, false);
+        plan_kv(p, g, pos0, n_tokens, l, true);
     }
     SEM_ASSERT(p->n == n);
     p->total_bytes = 0;
@@ -217,6 +235,21 @@ static const char *geometry_problem(const kv_geometry *g)
     if (dtype_bits(g->dtype) == 0) return "unknown kv dtype";
     if (dtype_quantized(g->dtype) && (g->head_dim % KN_KV_GROUP || g->v_head_dim % KN_KV_GROUP))
         return "q8/q4 head dims must be multiples of 64";
+    return NULL;
+}
+
+/* The ring fields against the geometry and token count (the geometry
+ * already checked). Returns NULL or what is wrong. */
+static const char *ring_problem(const cache_file_meta *m)
+{
+    const kv_ring *r = &m->ring;
+    if (r->window == 0) return m->ring_from == 0 ? NULL : "ring_from without a sliding window";
+    if (r->window < 0 || (uint32_t)r->window > CACHE_MAX_TOKENS) return "sliding_window out of range";
+    int32_t n = 0;
+    for (int32_t l = 0; l < m->geo.n_layers; l++) n += r->sliding[l];
+    if (n == 0 || n == m->geo.n_layers) return "a ring needs sliding and global layers";
+    if (m->ring_from > m->n_tokens || m->ring_from % (uint32_t)m->geo.block_tokens != 0)
+        return "ring_from is not a block boundary within the tokens";
     return NULL;
 }
 
@@ -321,11 +354,14 @@ static void stage_put_rows(cf_stage *s, const uint8_t *src, size_t stride, size_
  * of one block are contiguous: [block_tokens][n_kv_heads][row]. */
 static uint8_t *pool_row(const kn_kv_view *kv, size_t layer_stride, const cf_tensor *t, size_t pos)
 {
-    size_t bt = (size_t)kv->block_tokens;
-    size_t rb = t->is_v ? kv->v_row_bytes : kv->k_row_bytes;
-    size_t off = (t->is_v ? kv->v_offset : kv->k_offset) + (size_t)t->layer * layer_stride;
-    size_t blk = (size_t)kv->block_ids[pos / bt];
-    return kv->base + blk * kv->block_stride + off + (pos % bt) * (size_t)kv->n_kv_heads * rb;
+    kn_kv_view v = kn_kv_view_layer(kv, layer_stride, t->layer);
+    size_t bt = (size_t)v.block_tokens;
+    size_t rb = t->is_v ? v.v_row_bytes : v.k_row_bytes;
+    int32_t id = v.block_ids[pos / bt];
+    if (v.unit_ids) id = v.unit_ids[(size_t)id * (size_t)v.unit_stride];
+    SEM_ASSERT(id >= 0); /* a trimmed unit is never read or written */
+    return v.base + (size_t)id * v.block_stride + (t->is_v ? v.v_offset : v.k_offset) +
+           (pos % bt) * (size_t)v.n_kv_heads * rb;
 }
 
 static void gather_tensor(cf_stage *s, const kn_kv_view *kv, size_t layer_stride,
@@ -333,7 +369,7 @@ static void gather_tensor(cf_stage *s, const kn_kv_view *kv, size_t layer_stride
 {
     size_t bt = (size_t)kv->block_tokens, heads = (size_t)kv->n_kv_heads;
     size_t rb = t->is_v ? kv->v_row_bytes : kv->k_row_bytes;
-    for (size_t pos = 0; pos < n && s->st == SEM_OK;) {
+    for (size_t pos = t->pos0; pos < n && s->st == SEM_OK;) {
         size_t cnt = bt - pos % bt < n - pos ? bt - pos % bt : n - pos;
         const uint8_t *src = pool_row(kv, layer_stride, t, pos);
         if (t->row_bytes == rb) stage_put(s, src, cnt * heads * rb);
@@ -378,6 +414,7 @@ static sem_status check_write_args(const char *path, const cache_file_meta *m,
         kv->v_row_bytes != kn_kv_row_bytes(g->dtype, (size_t)g->v_head_dim))
         return sem_errf(err, SEM_EINVAL, "%s: cache write: kv view does not match the geometry",
                         path);
+    if ((bad = ring_problem(m))) return sem_errf(err, SEM_EINVAL, "%s: cache write: %s", path, bad);
     for (uint32_t i = 0; i < m->n_tokens; i++) {
         if (tokens[i] < 0)
             return sem_errf(err, SEM_EINVAL, "%s: cache write: token %" PRIu32 " is negative", path,
@@ -393,6 +430,18 @@ static sem_status set_meta_u(st_writer *w, const char *key, uint64_t v, sem_err 
     return st_writer_set_metadata(w, key, s, err);
 }
 
+static sem_status declare_ring(st_writer *w, const cache_file_meta *m, sem_err *err)
+{
+    char layers[KV_MAX_LAYERS + 1];
+    int32_t n = m->geo.n_layers;
+    for (int32_t l = 0; l < n; l++) layers[l] = m->ring.sliding[l] ? '1' : '0';
+    layers[n] = '\0';
+    sem_status s = set_meta_u(w, "sliding_window", (uint64_t)m->ring.window, err);
+    if (s == SEM_OK) s = st_writer_set_metadata(w, "sliding_layers", layers, err);
+    if (s == SEM_OK) s = set_meta_u(w, "ring_from", m->ring_from, err);
+    return s;
+}
+
 static sem_status declare_all(st_writer *w, const cf_plan *p, const cache_file_meta *m,
                               uint32_t crc, sem_err *err)
 {
@@ -402,8 +451,10 @@ static sem_status declare_all(st_writer *w, const cf_plan *p, const cache_file_m
     const kv_geometry *g = &m->geo;
     char crc_hex[12];
     snprintf(crc_hex, sizeof crc_hex, "%08" PRIx32, crc);
+    bool ring = m->ring.window > 0;
     if (s == SEM_OK) s = st_writer_set_metadata(w, "format", CF_FORMAT, err);
-    if (s == SEM_OK) s = set_meta_u(w, "version", CACHE_FORMAT_VERSION, err);
+    if (s == SEM_OK)
+        s = set_meta_u(w, "version", ring ? CACHE_FORMAT_VERSION_RING : CACHE_FORMAT_VERSION, err);
     if (s == SEM_OK) s = st_writer_set_metadata(w, "agent_id", m->agent_id, err);
     if (s == SEM_OK) s = st_writer_set_metadata(w, "model_id", m->model_id, err);
     if (s == SEM_OK) s = st_writer_set_metadata(w, "fingerprint", m->fingerprint, err);
@@ -417,6 +468,7 @@ static sem_status declare_all(st_writer *w, const cf_plan *p, const cache_file_m
     if (s == SEM_OK) s = set_meta_u(w, "group_size", (uint64_t)dtype_group(g->dtype), err);
     if (s == SEM_OK) s = set_meta_u(w, "n_tokens", m->n_tokens, err);
     if (s == SEM_OK) s = st_writer_set_metadata(w, "crc32c", crc_hex, err);
+    if (s == SEM_OK && ring) s = declare_ring(w, m, err);
     return s;
 }
 
@@ -432,7 +484,7 @@ sem_status cache_file_write(const char *path, cache_file_meta *meta, const int32
         s = sem_errf(err, SEM_ENOMEM, "%s: out of memory for the staging buffer", path);
         goto done;
     }
-    s = plan_build(&meta->geo, meta->n_tokens, &plan, err);
+    s = plan_build(meta, &plan, err);
     if (s != SEM_OK) goto done;
     s = stream_data(&stage, &plan, tokens, kv, layer_stride, meta->n_tokens);
     if (s != SEM_OK) goto done;
@@ -449,7 +501,7 @@ sem_status cache_file_write(const char *path, cache_file_meta *meta, const int32
                      path);
     if (s == SEM_OK) s = st_writer_finish(w, err);
     if (s == SEM_OK) {
-        meta->version = CACHE_FORMAT_VERSION;
+        meta->version = meta->ring.window > 0 ? CACHE_FORMAT_VERSION_RING : CACHE_FORMAT_VERSION;
         meta->crc32c = crc;
     }
 done:
@@ -534,10 +586,10 @@ static sem_status parse_identity(const st_file *f, cache_file_meta *m, sem_err *
                         CF_FORMAT);
     uint64_t ver;
     if (meta_uint(f, "version", 0, UINT32_MAX, &ver, err) != SEM_OK) return SEM_ECORRUPT;
-    if (ver != CACHE_FORMAT_VERSION)
+    if (ver != CACHE_FORMAT_VERSION && ver != CACHE_FORMAT_VERSION_RING)
         return sem_errf(err, SEM_EUNSUPPORTED,
-                        "%s: incompatible: format version %" PRIu64 " (this build reads %d)", path,
-                        ver, CACHE_FORMAT_VERSION);
+                        "%s: incompatible: format version %" PRIu64 " (this build reads %d and %d)",
+                        path, ver, CACHE_FORMAT_VERSION, CACHE_FORMAT_VERSION_RING);
     m->version = (uint32_t)ver;
     if (!(v = meta_str(f, "agent_id", err))) return SEM_ECORRUPT;
     if (!cache_agent_id_valid(v))
@@ -584,6 +636,27 @@ static sem_status parse_geometry(const st_file *f, cache_file_meta *m, sem_err *
     const char *bad = geometry_problem(g);
     if (bad) return sem_errf(err, SEM_ECORRUPT, "%s: metadata geometry: %s", path, bad);
     m->n_tokens = (uint32_t)n;
+    return SEM_OK;
+}
+
+/* Version 2: sliding_window, sliding_layers and ring_from. */
+static sem_status parse_ring(const st_file *f, cache_file_meta *m, sem_err *err)
+{
+    const char *path = st_file_path(f);
+    uint64_t window, from;
+    if (meta_uint(f, "sliding_window", 1, CACHE_MAX_TOKENS, &window, err) ||
+        meta_uint(f, "ring_from", 0, CACHE_MAX_TOKENS, &from, err))
+        return SEM_ECORRUPT;
+    const char *v = meta_str(f, "sliding_layers", err);
+    if (!v) return SEM_ECORRUPT;
+    if (strlen(v) != (size_t)m->geo.n_layers || strspn(v, "01") != (size_t)m->geo.n_layers)
+        return sem_errf(err, SEM_ECORRUPT, "%s: metadata sliding_layers is not %d characters '0' or '1'",
+                        path, m->geo.n_layers);
+    m->ring.window = (int32_t)window;
+    for (int32_t l = 0; l < m->geo.n_layers; l++) m->ring.sliding[l] = v[l] == '1';
+    m->ring_from = (uint32_t)from;
+    const char *bad = ring_problem(m);
+    if (bad) return sem_errf(err, SEM_ECORRUPT, "%s: metadata ring: %s", path, bad);
     return SEM_OK;
 }
 
@@ -680,7 +753,8 @@ static sem_status verify_structure(const char *path, st_file **out_st, cache_fil
     memset(m, 0, sizeof *m);
     s = parse_identity(st, m, err);
     if (s == SEM_OK) s = parse_geometry(st, m, err);
-    if (s == SEM_OK) s = plan_build(&m->geo, m->n_tokens, p, err);
+    if (s == SEM_OK && m->version == CACHE_FORMAT_VERSION_RING) s = parse_ring(st, m, err);
+    if (s == SEM_OK) s = plan_build(m, p, err);
     if (s == SEM_ELIMIT) s = err->code = SEM_ECORRUPT; /* no file that large can exist */
     if (s == SEM_OK) s = check_tensors(st, &m->geo, p, err);
     const uint8_t *data;
@@ -701,11 +775,30 @@ static sem_status verify_structure(const char *path, st_file **out_st, cache_fil
     return SEM_OK;
 }
 
+/* The file's ring against the expected one (window 0: none). */
+static sem_status check_ring_compat(const char *path, const cache_file_meta *m, const kv_ring *e,
+                                    sem_err *err)
+{
+    if (m->ring.window != e->window)
+        return sem_errf(err, SEM_EUNSUPPORTED, "%s: incompatible: sliding window %d, expected %d", path,
+                        m->ring.window, e->window);
+    for (int32_t l = 0; e->window > 0 && l < m->geo.n_layers; l++) {
+        if (m->ring.sliding[l] != e->sliding[l])
+            return sem_errf(err, SEM_EUNSUPPORTED, "%s: incompatible: layer %d is %s, expected %s", path,
+                            l, m->ring.sliding[l] ? "sliding" : "global",
+                            e->sliding[l] ? "sliding" : "global");
+    }
+    return SEM_OK;
+}
+
 static sem_status check_compat(const char *path, const cache_file_meta *m, const kv_geometry *e,
-                               const char *fingerprint, sem_err *err)
+                               const kv_ring *e_ring, const char *fingerprint, sem_err *err)
 {
     const kv_geometry *g = &m->geo;
     if (e) {
+        static const kv_ring no_ring;
+        sem_status s = check_ring_compat(path, m, e_ring ? e_ring : &no_ring, err);
+        if (s != SEM_OK) return s;
         static const char *const names[5] = {"n_layers", "n_kv_heads", "head_dim", "v_head_dim",
                                              "block_tokens"};
         const int32_t have[5] = {g->n_layers, g->n_kv_heads, g->head_dim, g->v_head_dim,
@@ -754,10 +847,16 @@ static sem_status verify_data(cache_file *cf, sem_err *err)
 sem_status cache_file_open(const char *path, const kv_geometry *expect, const char *fingerprint,
                            cache_file **out, sem_err *err)
 {
+    return cache_file_open_ring(path, expect, NULL, fingerprint, out, err);
+}
+
+sem_status cache_file_open_ring(const char *path, const kv_geometry *expect, const kv_ring *expect_ring,
+                                const char *fingerprint, cache_file **out, sem_err *err)
+{
     cache_file *cf = calloc(1, sizeof *cf);
     if (!cf) return sem_errf(err, SEM_ENOMEM, "%s: out of memory", path);
     sem_status s = verify_structure(path, &cf->st, &cf->meta, &cf->plan, err);
-    if (s == SEM_OK) s = check_compat(path, &cf->meta, expect, fingerprint, err);
+    if (s == SEM_OK) s = check_compat(path, &cf->meta, expect, expect_ring, fingerprint, err);
     if (s == SEM_OK) s = verify_data(cf, err);
     if (s != SEM_OK) {
         cache_file_close(cf);
@@ -801,7 +900,7 @@ static void scatter_tensor(const cf_tensor *t, const kn_kv_view *kv, size_t laye
     size_t bt = (size_t)kv->block_tokens, heads = (size_t)kv->n_kv_heads;
     size_t rb = t->is_v ? kv->v_row_bytes : kv->k_row_bytes;
     const uint8_t *src = t->data;
-    for (size_t pos = 0; pos < n;) {
+    for (size_t pos = t->pos0; pos < n;) {
         size_t cnt = bt - pos % bt < n - pos ? bt - pos % bt : n - pos;
         uint8_t *dst = pool_row(kv, layer_stride, t, pos);
         if (t->row_bytes == rb) memcpy(dst, src, cnt * heads * rb);

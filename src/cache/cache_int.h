@@ -22,6 +22,8 @@ struct cache_entry {
     cache_tier tier;             /* HOT: blocks valid; WARM: file valid */
     int32_t *tokens;             /* owned [n_tokens] */
     size_t n_tokens;
+    size_t local_from;           /* ring pools: the first position whose sliding-layer KV
+                                    it holds (blocks or file); 0 otherwise */
     uint64_t *hashes;            /* owned [n_tokens / block_tokens] chained block hashes */
     int32_t *blocks;             /* owned [n_blocks] pool refs (HOT) */
     size_t n_blocks;
@@ -59,6 +61,7 @@ struct cache_store {
     char dir[CACHE_PATH_MAX];    /* cache_dir/<model-tag> */
     kv_pool *pool;               /* borrowed */
     kv_geometry geo;
+    kv_ring ring;                /* the pool's (window 0: none) */
     cache_entry **entries;       /* owned */
     size_t n_entries, cap_entries;
     cache_entry **dead;          /* deleted entries waiting for their writes */
@@ -101,6 +104,9 @@ void cache_entry_set_tokens(cache_store *cs, cache_entry *ce, int32_t *tokens, s
 void cache_entry_release_blocks(cache_store *cs, cache_entry *ce);
 void cache_entry_free(cache_entry *ce);
 size_t cache_blocks_for(const cache_store *cs, size_t n_tokens);
-uint64_t cache_kv_bytes(const cache_store *cs, size_t n_tokens);
+/* KV bytes of n_tokens whose sliding layers (ring pools) hold local_from on. */
+uint64_t cache_kv_bytes(const cache_store *cs, size_t n_tokens, size_t local_from);
+/* Whether a file's geometry and ring are the store's (so its KV fits the pool). */
+bool cache_layout_matches(const cache_store *cs, const cache_file_meta *m);
 
 #endif /* SEM_CACHE_INT_H */

@@ -119,6 +119,8 @@ void cache_persist_write(cache_store *cs, cache_entry *ce)
     snprintf(m->model_id, sizeof m->model_id, "%s", cs->model_id);
     snprintf(m->fingerprint, sizeof m->fingerprint, "%s", cs->fingerprint);
     m->geo = cs->geo;
+    m->ring = cs->ring;
+    m->ring_from = (uint32_t)ce->local_from;
     m->n_tokens = (uint32_t)ce->n_tokens;
     ce->writes++;
     ce->dirty = false;

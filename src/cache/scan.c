@@ -34,9 +34,7 @@ bool cache_read_index(cache_store *cs, const char *path, cache_file_meta *meta, 
         quarantine(cs, path, err.msg);
         return false;
     }
-    const kv_geometry *g = &meta->geo, *w = &cs->geo;
-    bool same_geo = g->n_layers == w->n_layers && g->n_kv_heads == w->n_kv_heads && g->head_dim == w->head_dim &&
-                    g->v_head_dim == w->v_head_dim && g->block_tokens == w->block_tokens && g->dtype == w->dtype;
+    bool same_geo = cache_layout_matches(cs, meta);
     bool same_fp = cs->p.compat == CACHE_COMPAT_DIMS || !strcmp(meta->fingerprint, cs->fingerprint);
     if (!same_geo || !same_fp) {
         quarantine(cs, path, same_geo ? "incompatible: other model fingerprint" : "incompatible: other KV geometry");
@@ -82,6 +80,7 @@ static void index_file(cache_store *cs, const char *name)
     }
     ce->tier = CACHE_WARM;
     ce->has_file = true;
+    ce->local_from = meta.ring_from;
     FILE *fp = fopen(path, "rb");
     if (fp && fseek(fp, 0, SEEK_END) == 0) ce->file_bytes = (uint64_t)ftell(fp);
     if (fp) fclose(fp);
@@ -127,9 +126,7 @@ bool cache_find_sibling(cache_store *cs, const char *agent_id, char *path, size_
         cache_file_meta meta;
         sem_err err;
         if (!fs_exists(file) || cache_file_read_meta(file, &meta, &err) != SEM_OK) continue;
-        const kv_geometry *g = &meta.geo, *w = &cs->geo;
-        found = g->n_layers == w->n_layers && g->n_kv_heads == w->n_kv_heads && g->head_dim == w->head_dim &&
-                g->v_head_dim == w->v_head_dim && g->block_tokens == w->block_tokens && g->dtype == w->dtype;
+        found = cache_layout_matches(cs, &meta);
         if (found) snprintf(path, cap, "%s", file);
     }
     closedir(d);

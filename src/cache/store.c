@@ -49,11 +49,24 @@ size_t cache_blocks_for(const cache_store *cs, size_t n_tokens)
     return (n_tokens + bt - 1) / bt;
 }
 
-uint64_t cache_kv_bytes(const cache_store *cs, size_t n_tokens)
+uint64_t cache_kv_bytes(const cache_store *cs, size_t n_tokens, size_t local_from)
 {
     const kv_geometry *g = &cs->geo;
-    return (uint64_t)n_tokens * (uint64_t)g->n_layers * (uint64_t)g->n_kv_heads *
-           (kn_kv_row_bytes(g->dtype, (size_t)g->head_dim) + kn_kv_row_bytes(g->dtype, (size_t)g->v_head_dim));
+    uint64_t per_layer = (uint64_t)g->n_kv_heads *
+                         (kn_kv_row_bytes(g->dtype, (size_t)g->head_dim) + kn_kv_row_bytes(g->dtype, (size_t)g->v_head_dim));
+    uint64_t rows = 0, local = local_from < n_tokens ? n_tokens - local_from : 0;
+    for (int32_t l = 0; l < g->n_layers; l++) rows += cs->ring.window > 0 && cs->ring.sliding[l] ? local : n_tokens;
+    return rows * per_layer;
+}
+
+bool cache_layout_matches(const cache_store *cs, const cache_file_meta *m)
+{
+    const kv_geometry *g = &m->geo, *w = &cs->geo;
+    bool same = g->n_layers == w->n_layers && g->n_kv_heads == w->n_kv_heads && g->head_dim == w->head_dim &&
+                g->v_head_dim == w->v_head_dim && g->block_tokens == w->block_tokens && g->dtype == w->dtype &&
+                m->ring.window == cs->ring.window;
+    for (int32_t l = 0; same && cs->ring.window > 0 && l < g->n_layers; l++) same = m->ring.sliding[l] == cs->ring.sliding[l];
+    return same;
 }
 
 /* ===================================================================== */
@@ -239,6 +252,7 @@ cache_entry *cache_store_find(cache_store *cs, const char *agent_id)
     }
     ce->tier = CACHE_WARM;
     ce->has_file = true;
+    ce->local_from = meta.ring_from;
     cache_entry_set_tokens(cs, ce, tokens, meta.n_tokens);
     return ce;
 }
@@ -258,11 +272,15 @@ cache_entry *cache_store_match_prefix(cache_store *cs, const int32_t *tokens, si
     return best;
 }
 
-size_t cache_entry_common_prefix(const cache_entry *ce, const int32_t *tokens, size_t n)
+size_t cache_entry_common_prefix(const cache_store *cs, const cache_entry *ce, const int32_t *tokens,
+                                 size_t n)
 {
     size_t k = 0, lim = ce->n_tokens < n ? ce->n_tokens : n;
     while (k < lim && ce->tokens[k] == tokens[k]) k++;
-    return k < n ? k : n - 1;
+    if (k == n) k = n - 1;
+    /* Ring: a branch before the held window would need sliding-layer KV
+     * that is gone (any earlier branch too), so nothing is reused. */
+    return kv_ring_covers(&cs->ring, ce->local_from, k) ? k : 0;
 }
 
 bool cache_entry_busy(const cache_entry *ce) { return ce->pins > 0; }
@@ -287,7 +305,7 @@ static sem_status load_warm(cache_store *cs, cache_entry *ce, size_t n, int32_t 
 {
     cache_file *f;
     const char *fp = cs->p.compat == CACHE_COMPAT_DIMS ? NULL : cs->fingerprint;
-    sem_status st = cache_file_open(ce->path, &cs->geo, fp, &f, err);
+    sem_status st = cache_file_open_ring(ce->path, &cs->geo, &cs->ring, fp, &f, err);
     if (st) {
         sem_err qe;
         if (cs->p.cache_dir) cache_quarantine(cs->root, ce->path, &qe);
@@ -299,13 +317,17 @@ static sem_status load_warm(cache_store *cs, cache_entry *ce, size_t n, int32_t 
         else ce->tier = CACHE_COLD;
         return st;
     }
-    size_t nb = cache_blocks_for(cs, n), got = 0;
-    for (; got < nb; got++)
+    /* Blocks before the file's ring hold only the global layers: each is
+     * trimmed as soon as it is taken (not shared, so in place). */
+    size_t nb = cache_blocks_for(cs, n), got = 0, ring_first = cache_file_get_meta(f)->ring_from / (size_t)cs->geo.block_tokens;
+    for (; got < nb; got++) {
         if ((st = kv_pool_alloc(cs->pool, &blocks[got], err))) break;
+        if (got < ring_first) kv_pool_trim(cs->pool, &blocks[got], err);
+    }
     if (!st) {
         kn_kv_view v = kv_pool_view(cs->pool, blocks);
         cache_file_load(f, n, &v, kv_pool_layer_stride(cs->pool));
-        cs->stats.bytes_read += cache_kv_bytes(cs, n);
+        cs->stats.bytes_read += cache_kv_bytes(cs, n, cache_file_get_meta(f)->ring_from);
     } else {
         while (got > 0) kv_pool_unref(cs->pool, blocks[--got]);
     }
@@ -370,6 +392,7 @@ sem_status cache_store_update(cache_store *cs, const char *agent_id, const int32
     cache_entry_release_blocks(cs, ce);
     ce->blocks = blk;
     ce->n_blocks = nb;
+    ce->local_from = kv_pool_table_local_from(cs->pool, blk, nb);
     ce->tier = CACHE_HOT;
     ce->dirty = true;
     ce->last_use_ns = clk_now_ns();
@@ -450,7 +473,7 @@ sem_status cache_store_list(const cache_store *cs, cache_entry_info **out, size_
         e->dirty = ce->dirty;
         e->pinned = ce->pins > 0;
         e->n_tokens = (uint32_t)ce->n_tokens;
-        e->bytes = ce->tier == CACHE_HOT ? cache_kv_bytes(cs, ce->n_tokens) : ce->file_bytes;
+        e->bytes = ce->tier == CACHE_HOT ? cache_kv_bytes(cs, ce->n_tokens, ce->local_from) : ce->file_bytes;
         e->last_use_ms = ce->last_use_ms;
         e->hits = ce->hits;
     }
@@ -484,6 +507,7 @@ sem_status cache_store_create(const cache_store_params *p, kv_pool *pool, cache_
     cs->p = *p;
     cs->pool = pool;
     cs->geo = *kv_pool_geometry(pool);
+    cs->ring = *kv_pool_ring(pool);
     cs->model_id = sem_strdup(p->model_id ? p->model_id : "model");
     cs->fingerprint = sem_strdup(p->fingerprint ? p->fingerprint : "0");
     cs->p.model_id = cs->model_id;

@@ -14,6 +14,13 @@
  * recently admitted other sequence, which goes back to the front of the
  * queue and recomputes its KV when readmitted.
  *
+ * Models with sliding-window layers get a ring pool (kv/kv.h): after each
+ * step a sequence trims the blocks its window has left behind, so those
+ * layers hold only the last ceil(window / block_tokens) + 1 blocks. A
+ * prefix (shared blocks, an agent cache) is reused only up to a point
+ * whose window is still held; the common case, an agent continuing its
+ * own conversation, always is.
+ *
  * Thread: the engine thread owns everything here except what engine.h
  * marks "Thread: any" (submit, cancel, stats, request events).
  */
@@ -38,6 +45,7 @@ typedef struct eng_seq {
     int32_t *blocks;           /* owned block table */
     uint64_t *block_hash;      /* owned: prefix hash of each full block */
     size_t n_blocks, n_hashed, cap_blocks;
+    size_t n_trimmed;          /* blocks[0..n_trimmed) hold no sliding-layer KV (ring pools) */
     int32_t *counts;           /* owned [vocab] generated-token counts, for penalties; lazy */
     eng_rng rng;
     eng_stopper stop;
@@ -76,7 +84,8 @@ struct eng_engine {
     atomic_uint_fast64_t next_id;
     /* statistics (written by the engine thread, read by any) */
     atomic_int st_running, st_waiting, st_blocks_used, st_blocks_shared, st_last_batch;
-    atomic_uint_fast64_t st_steps, st_prefilled, st_generated, st_preemptions;
+    atomic_uint_fast64_t st_steps, st_prefilled, st_generated, st_preemptions, st_kv_bytes;
+    uint64_t kv_bytes_total;   /* the pool's arena */
 };
 
 /* ===================================================================== */
@@ -126,6 +135,7 @@ static void seq_drop_blocks(eng_engine *e, eng_seq *s)
     for (size_t i = 0; i < s->n_blocks; i++) kv_pool_unref(e->pool, s->blocks[i]);
     s->n_blocks = 0;
     s->n_hashed = 0;
+    s->n_trimmed = 0;
     s->n_computed = 0;
 }
 
@@ -253,8 +263,23 @@ static size_t blocks_for(const eng_engine *e, size_t n_tokens)
     return (n_tokens + bt - 1) / bt;
 }
 
+/* Ring pools: whether blocks[0..n) hold the sliding layers' window before
+ * position n * block_tokens (shared blocks may have been trimmed by a
+ * sequence that went further). */
+static bool window_held(const eng_engine *e, const int32_t *blocks, size_t n)
+{
+    const kv_ring *ring = kv_pool_ring(e->pool);
+    size_t bt = (size_t)e->p.block_tokens, end = n * bt;
+    if (ring->window <= 0) return true;
+    size_t lo = end + 1 > (size_t)ring->window ? end + 1 - (size_t)ring->window : 0;
+    for (size_t b = lo / bt; b < n; b++)
+        if (!kv_pool_block_has_local(e->pool, blocks[b])) return false;
+    return true;
+}
+
 /* Takes shared full blocks for the longest known prefix of s's tokens,
- * always leaving at least one token to compute (for its logits). */
+ * always leaving at least one token to compute (for its logits). Ring
+ * pools: only as far as the sliding layers' window is held. */
 static void attach_prefix(eng_engine *e, eng_seq *s)
 {
     size_t bt = (size_t)e->p.block_tokens;
@@ -270,7 +295,9 @@ static void attach_prefix(eng_engine *e, eng_seq *s)
         s->n_blocks++;
         parent = h;
     }
+    while (s->n_blocks > 0 && !window_held(e, s->blocks, s->n_blocks)) kv_pool_unref(e->pool, s->blocks[--s->n_blocks]);
     s->n_hashed = s->n_blocks;
+    s->n_trimmed = 0;
     s->n_computed = s->n_blocks * bt;
     if (!s->admitted_once) s->n_cached_prompt = s->n_computed;
 }
@@ -295,7 +322,7 @@ typedef enum admit_result { ADMIT_OK, ADMIT_WAIT_BLOCKS, ADMIT_WAIT_AGENT } admi
  * false when the pool lacks blocks for it (after trying to evict). */
 static bool attach_cache(eng_engine *e, eng_seq *s, cache_entry *ce)
 {
-    size_t common = ce ? cache_entry_common_prefix(ce, s->tokens, s->n_tokens) : 0;
+    size_t common = ce ? cache_entry_common_prefix(e->cache, ce, s->tokens, s->n_tokens) : 0;
     cache_tier tier = ce && common > 0 ? cache_entry_tier(ce) : CACHE_COLD;
     if (common > 0) {
         sem_err err;
@@ -311,6 +338,7 @@ static bool attach_cache(eng_engine *e, eng_seq *s, cache_entry *ce)
             s->n_blocks = blocks_for(e, common);
             s->n_computed = common;
             s->n_hashed = 0;
+            s->n_trimmed = 0;
         }
     }
     if (common == 0) attach_prefix(e, s);
@@ -320,6 +348,16 @@ static bool attach_cache(eng_engine *e, eng_seq *s, cache_entry *ce)
         cache_store_count(e->cache, s->hit);
     }
     return true;
+}
+
+/* Tokens s gets blocks for at admission: the whole prompt and one more,
+ * so a prefill is never preempted for lack of blocks; with a ring, only
+ * its first chunk (its blocks drop their sliding layers as it goes, so
+ * the whole prompt's worth of blocks at once is what the ring avoids). */
+static size_t admit_tokens(const eng_engine *e, const eng_seq *s)
+{
+    size_t all = s->n_tokens + 1, first = s->n_computed + (size_t)e->p.prefill_chunk;
+    return kv_pool_ring(e->pool)->window > 0 && first < all ? first : all;
 }
 
 static admit_result try_admit(eng_engine *e, eng_seq *s)
@@ -340,9 +378,10 @@ static admit_result try_admit(eng_engine *e, eng_seq *s)
             snprintf(s->save_as, sizeof s->save_as, "%s", cache_entry_agent(ce));
     }
     if (!attach_cache(e, s, ce)) return ADMIT_WAIT_BLOCKS;
-    if (!grow_blocks(e, s, s->n_tokens + 1)) {
-        cache_store_evict(e->cache, (int32_t)(blocks_for(e, s->n_tokens + 1) - s->n_blocks));
-        if (!grow_blocks(e, s, s->n_tokens + 1)) {
+    size_t want = admit_tokens(e, s);
+    if (!grow_blocks(e, s, want)) {
+        cache_store_evict(e->cache, (int32_t)(blocks_for(e, want) - s->n_blocks));
+        if (!grow_blocks(e, s, want)) {
             seq_drop_blocks(e, s); /* wait for blocks to free up */
             return ADMIT_WAIT_BLOCKS;
         }
@@ -351,15 +390,25 @@ static admit_result try_admit(eng_engine *e, eng_seq *s)
     return ADMIT_OK;
 }
 
+/* Blocks of every layer (a ring pool's capacity unit) a sequence of
+ * n_tokens needs at most. */
+static size_t seq_pool_blocks(const eng_engine *e, size_t n_tokens)
+{
+    const kv_geometry *g = kv_pool_geometry(e->pool);
+    size_t bb = kv_block_bytes(g);
+    return (kv_seq_bytes(g, kv_pool_ring(e->pool), n_tokens, (size_t)e->p.prefill_chunk) + bb - 1) / bb;
+}
+
 static void admit(eng_engine *e)
 {
     for (size_t i = 0; i < e->n_waiting && e->n_running < (size_t)e->p.max_batch;) {
         eng_seq *s = e->waiting[i];
-        if (blocks_for(e, s->n_tokens + 1) > (size_t)kv_pool_n_blocks(e->pool)) {
+        size_t need = seq_pool_blocks(e, s->n_tokens + 1);
+        if (need > (size_t)kv_pool_n_blocks(e->pool)) {
             waiting_remove(e, i);
             char msg[160];
             snprintf(msg, sizeof msg, "the prompt needs %zu KV blocks but the pool has %d; raise --kv-budget-mb",
-                     blocks_for(e, s->n_tokens + 1), kv_pool_n_blocks(e->pool));
+                     need, kv_pool_n_blocks(e->pool));
             seq_finish(e, s, ENG_FINISH_ERROR, SEM_ELIMIT, msg, NULL);
             continue;
         }
@@ -604,6 +653,7 @@ static void step(eng_engine *e)
         if (!decode) atomic_fetch_add(&e->st_prefilled, e->batch[j].n_tokens);
         s->n_computed += e->batch[j].n_tokens;
         index_full_blocks(e, s);
+        kv_pool_trim_table(e->pool, s->blocks, &s->n_trimmed, s->n_computed);
         if (e->batch[j].logits && on_token(e, s, e->batch[j].logits)) e->running[e->batch_of[j]] = NULL;
     }
     size_t w = 0; /* drop the sequences that finished */
@@ -619,11 +669,12 @@ static void step(eng_engine *e)
 static void publish_stats(eng_engine *e)
 {
     int32_t shared = 0, used = kv_pool_n_blocks(e->pool) - kv_pool_n_free(e->pool);
-    for (int32_t b = 0; b < kv_pool_n_blocks(e->pool); b++) shared += kv_pool_refcount(e->pool, b) > 1;
+    for (int32_t b = 0; b < kv_pool_n_ids(e->pool); b++) shared += kv_pool_refcount(e->pool, b) > 1;
     atomic_store(&e->st_running, (int)e->n_running);
     atomic_store(&e->st_waiting, (int)e->n_waiting);
     atomic_store(&e->st_blocks_used, used);
     atomic_store(&e->st_blocks_shared, shared);
+    atomic_store(&e->st_kv_bytes, kv_pool_bytes_used(e->pool));
 }
 
 /* ---- control commands from other threads ---------------------------- */
@@ -765,17 +816,19 @@ static void on_block_free(void *ctx, int32_t id) { eng_prefix_remove(ctx, id); }
 
 static sem_status engine_alloc(eng_engine *e, sem_err *err)
 {
-    model_kv_geometry mg = model_spec_kv_geometry(e->spec);
-    kv_geometry g = {mg.n_layers, mg.n_kv_heads, mg.head_dim, mg.v_head_dim, e->p.block_tokens, e->p.kv_dtype};
-    kv_pool_params pp = {.budget_bytes = e->p.kv_budget_bytes};
+    kv_geometry g;
+    kv_ring ring;
+    eng_kv_layout(e->p.m, e->p.block_tokens, e->p.kv_dtype, &g, &ring);
+    kv_pool_params pp = {.budget_bytes = e->p.kv_budget_bytes, .ring = &ring};
     size_t mb = (size_t)e->p.max_batch + 1;
     sem_status st;
     if ((st = kv_pool_create(&g, &pp, &e->pool, err)) ||
-        (st = eng_prefix_index_create(kv_pool_n_blocks(e->pool), e->p.block_tokens, &e->pix, err)) ||
+        (st = eng_prefix_index_create(kv_pool_n_ids(e->pool), e->p.block_tokens, &e->pix, err)) ||
         (st = model_run_create(e->p.m, (size_t)e->p.prefill_chunk + mb, &e->run, err)) ||
         (st = eng_sampler_create(e->vocab, &e->sampler, err)) || (st = collect_stop_ids(e, err)))
         return st;
     kv_pool_set_free_hook(e->pool, on_block_free, e->pix);
+    e->kv_bytes_total = kv_pool_bytes_total(e->pool);
     cache_store_params cp = {.cache_dir = e->p.cache_dir, .model_id = e->p.model_id, .fingerprint = e->p.fingerprint,
                              .disk_budget_bytes = e->p.cache_disk_bytes, .compat = e->p.cache_compat, .lg = e->p.lg};
     if ((st = cache_store_create(&cp, e->pool, &e->cache, err))) return st;
@@ -889,5 +942,7 @@ eng_stats eng_get_stats(const eng_engine *e)
         .tokens_generated = atomic_load(&m->st_generated),
         .last_batch_size = atomic_load(&m->st_last_batch),
         .preemptions = atomic_load(&m->st_preemptions),
+        .kv_bytes_used = atomic_load(&m->st_kv_bytes),
+        .kv_bytes_total = e->kv_bytes_total,
     };
 }

@@ -76,6 +76,9 @@ sem_status eng_runner_feed(eng_runner *r, const int32_t *tokens, size_t n, bool 
                            float *logits, sem_err *err);
 void eng_runner_reset(eng_runner *r); /* forget the sequence, keep the memory */
 size_t eng_runner_n_past(const eng_runner *r);
+/* Bytes of pool memory the sequence's KV holds now (with a ring, the
+ * sliding layers' share stops growing past their window). */
+size_t eng_runner_kv_bytes(const eng_runner *r);
 size_t eng_runner_chunk_tokens(const eng_runner *r);
 
 /* ===================================================================== */
@@ -228,6 +231,8 @@ typedef struct eng_stats {
     uint64_t tokens_prefilled, tokens_generated;
     int32_t last_batch_size;     /* sequences in the last step */
     uint64_t preemptions;        /* sequences sent back to the queue (pool full) */
+    uint64_t kv_bytes_used;      /* pool memory holding KV (running and cached) */
+    uint64_t kv_bytes_total;     /* the pool's arena */
 } eng_stats;
 
 /* A snapshot (atomics; approximate while running). Thread: any. */

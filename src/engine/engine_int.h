@@ -15,6 +15,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+/* ---- the KV layout of a model (runner.c) ------------------------------ */
+
+/* The pool geometry of model m with these blocks and KV format, and its
+ * ring: the sliding-window layers of the model (window 0 if none) keep
+ * only their window in the pool. */
+void eng_kv_layout(const model *m, int32_t block_tokens, kn_kv_dtype dtype, kv_geometry *g, kv_ring *ring);
+
 /* ---- stop matching (stop.c) ------------------------------------------- */
 
 /* Turns generated tokens into released text: detokenizes (complete UTF-8

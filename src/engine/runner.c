@@ -1,13 +1,19 @@
 /* runner.c - eng_runner: one sequence through a model, over a private
  * block pool sized for max_ctx tokens. Prefill goes in chunks of
- * chunk_tokens; each call appends to the sequence's KV.
+ * chunk_tokens; each call appends to the sequence's KV. A model with
+ * sliding-window layers gets a ring pool (kv/kv.h): blocks are taken a
+ * chunk at a time and trimmed once the window has passed them, so the
+ * pool is sized for the global layers' whole context and the sliding
+ * layers' window only.
+ *
+ * Also eng_kv_layout, the one place a model's KV layout becomes a pool's.
  *
  * Thread: engine.
  */
-#include "engine/engine.h"
-#include "kv/kv.h"
+#include "engine/engine_int.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct eng_runner {
     const model *m;          /* borrowed */
@@ -16,10 +22,20 @@ struct eng_runner {
     model_run *run;          /* owned */
     int32_t *blocks;         /* owned block table [max_blocks] */
     size_t n_blocks;         /* blocks allocated so far */
+    size_t n_trimmed;        /* blocks[0..n_trimmed) hold no sliding-layer KV */
     size_t max_ctx;
     size_t chunk;
     size_t n_past;           /* tokens whose KV is stored */
 };
+
+void eng_kv_layout(const model *m, int32_t block_tokens, kn_kv_dtype dtype, kv_geometry *g, kv_ring *ring)
+{
+    model_kv_geometry mg = model_spec_kv_geometry(model_get_spec(m));
+    *g = (kv_geometry){mg.n_layers, mg.n_kv_heads, mg.head_dim, mg.v_head_dim, block_tokens, dtype};
+    memset(ring, 0, sizeof *ring);
+    ring->window = mg.window;
+    for (int32_t l = 0; mg.window > 0 && l < mg.n_layers && l < KV_MAX_LAYERS; l++) ring->sliding[l] = mg.layer_sliding[l];
+}
 
 eng_runner_params eng_runner_default_params(void)
 {
@@ -30,9 +46,9 @@ sem_status eng_runner_create(const model *m, kn_ctx *kc, const eng_runner_params
                              eng_runner **out, sem_err *err)
 {
     const model_spec *s = model_get_spec(m);
-    model_kv_geometry mg = model_spec_kv_geometry(s);
-    kv_geometry g = {mg.n_layers, mg.n_kv_heads, mg.head_dim, mg.v_head_dim,
-                     p->block_tokens ? p->block_tokens : 256, p->kv_dtype};
+    kv_geometry g;
+    kv_ring ring;
+    eng_kv_layout(m, p->block_tokens ? p->block_tokens : 256, p->kv_dtype, &g, &ring);
     size_t max_ctx = p->max_ctx ? p->max_ctx : (size_t)s->max_pos;
     if (max_ctx > 32768 && !p->max_ctx) max_ctx = 32768;
     if (max_ctx > (size_t)s->max_pos)
@@ -44,7 +60,7 @@ sem_status eng_runner_create(const model *m, kn_ctx *kc, const eng_runner_params
     r->max_ctx = max_ctx;
     r->chunk = p->chunk_tokens ? p->chunk_tokens : 512;
     size_t max_blocks = (max_ctx + (size_t)g.block_tokens - 1) / (size_t)g.block_tokens;
-    kv_pool_params pp = {.budget_bytes = max_blocks * kv_block_bytes(&g)};
+    kv_pool_params pp = {.budget_bytes = kv_seq_bytes(&g, &ring, max_ctx, r->chunk), .ring = &ring};
     sem_status st = kv_pool_create(&g, &pp, &r->pool, err);
     if (!st) st = model_run_create(m, r->chunk, &r->run, err);
     if (!st && !(r->blocks = sem_calloc(max_blocks, sizeof *r->blocks)))
@@ -71,11 +87,13 @@ void eng_runner_reset(eng_runner *r)
 {
     for (size_t i = 0; i < r->n_blocks; i++) kv_pool_unref(r->pool, r->blocks[i]);
     r->n_blocks = 0;
+    r->n_trimmed = 0;
     r->n_past = 0;
 }
 
 size_t eng_runner_n_past(const eng_runner *r) { return r->n_past; }
 size_t eng_runner_chunk_tokens(const eng_runner *r) { return r->chunk; }
+size_t eng_runner_kv_bytes(const eng_runner *r) { return kv_pool_bytes_used(r->pool); }
 
 static sem_status ensure_blocks(eng_runner *r, size_t n_tokens, sem_err *err)
 {
@@ -98,11 +116,11 @@ sem_status eng_runner_feed(eng_runner *r, const int32_t *tokens, size_t n, bool 
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= s->vocab)
             return sem_errf(err, SEM_EINVAL, "runner: token %d at index %zu is outside the vocabulary (%d)", tokens[i], i, s->vocab);
-    sem_status st = ensure_blocks(r, r->n_past + n, err);
-    if (st) return st;
     for (size_t done = 0; done < n;) {
         size_t c = n - done < r->chunk ? n - done : r->chunk;
         bool last_chunk = done + c == n;
+        sem_status st = ensure_blocks(r, r->n_past + c, err);
+        if (st) return st;
         model_seq seq = {
             .tokens = tokens + done,
             .n_tokens = c,
@@ -114,6 +132,7 @@ sem_status eng_runner_feed(eng_runner *r, const int32_t *tokens, size_t n, bool 
         };
         model_forward(r->m, r->kc, r->run, &seq, 1);
         r->n_past += c;
+        kv_pool_trim_table(r->pool, r->blocks, &r->n_trimmed, r->n_past);
         done += c;
     }
     return SEM_OK;

@@ -200,7 +200,13 @@ size_t kn_kv_row_bytes(kn_kv_dtype t, size_t dim);
  * (token t of the block, kv head h) is at
  *   k_offset + (t * n_kv_heads + h) * k_row_bytes
  * and likewise for V. Logical position p lives in block
- * block_ids[p / block_tokens] at token p % block_tokens. */
+ * block_ids[p / block_tokens] at token p % block_tokens.
+ * Pools that store each layer in its own unit (sliding-window layers kept
+ * as a ring, kv/kv.h) add one indirection: with unit_ids set, logical
+ * block i's rows for this layer are in arena block
+ *   unit_ids[block_ids[i] * unit_stride]
+ * (unit_ids already points at this layer's column; -1 = not held, never
+ * read). */
 typedef struct kn_kv_view {
     kn_kv_dtype dtype;
     uint8_t *base;             /* borrowed: the pool arena */
@@ -210,7 +216,15 @@ typedef struct kn_kv_view {
     size_t v_row_bytes;        /* kn_kv_row_bytes(dtype, v_head_dim) */
     int32_t n_kv_heads, head_dim, v_head_dim, block_tokens;
     const int32_t *block_ids;  /* borrowed: the sequence's block table */
+    const int32_t *unit_ids;   /* borrowed: NULL, or the pool's [block][layer] unit table
+                                  offset to this layer */
+    int32_t unit_stride;       /* entries per block in unit_ids (the pool's layers) */
 } kn_kv_view;
+
+/* Layer l's view, given layer 0's: the K/V offsets move by l *
+ * layer_stride (a block holds every layer), or, with unit_ids, the unit
+ * column moves by l (layer_stride unused). */
+kn_kv_view kn_kv_view_layer(const kn_kv_view *layer0, size_t layer_stride, int32_t l);
 
 /* Writes K and V of one token at logical position pos:
  * k[n_kv_heads][head_dim], v[n_kv_heads][v_head_dim], quantizing as the

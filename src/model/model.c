@@ -381,6 +381,13 @@ void model_fingerprint(const model *m, uint64_t extra_hash, char out[17])
         h = fnv(h, "kv-latent", 9);
         h = fnv(h, kv, sizeof kv);
     }
+    /* Sliding layers kept as a ring (only their window is in a cache
+     * file): the window and which layers slide name the namespace too. */
+    if (g.window > 0) {
+        h = fnv(h, "kv-ring", 7);
+        h = fnv(h, &g.window, sizeof g.window);
+        h = fnv(h, g.layer_sliding, (size_t)g.n_layers * sizeof *g.layer_sliding);
+    }
     for (size_t i = 0; i < st_set_n_tensors(m->tensors); i++) {
         const st_tensor *t = st_set_tensor(m->tensors, i);
         h = fnv(h, t->name, strlen(t->name) + 1);
@@ -447,5 +454,7 @@ void model_describe(const model *m, FILE *f)
             (double)m->weight_bytes / 1048576.0, model_file_bytes(m), st_set_n_files(m->tensors));
     fprintf(f, "decode reads:   %.1f MiB per token\n", (double)model_decode_bytes_per_token(m) / 1048576.0);
     model_kv_geometry g = model_spec_kv_geometry(s);
-    fprintf(f, "kv geometry:    n_layers %d, n_kv_heads %d, head_dim %d, v_head_dim %d\n", g.n_layers, g.n_kv_heads, g.head_dim, g.v_head_dim);
+    fprintf(f, "kv geometry:    n_layers %d, n_kv_heads %d, head_dim %d, v_head_dim %d", g.n_layers, g.n_kv_heads, g.head_dim, g.v_head_dim);
+    if (g.window > 0) fprintf(f, "; sliding layers keep a ring of the last %d positions", g.window);
+    fprintf(f, "\n");
 }

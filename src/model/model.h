@@ -157,10 +157,14 @@ bool model_spec_layer_is_moe(const model_spec *s, int32_t l);
  * kv_lora (Lite: 576 / 512 against 16 x (192 + 128) for full K/V, 4.7x
  * less). Attention runs "absorbed" (q_nope folded through kv_b_proj's K
  * half, the output unfolded through its V half), which is the same math.
- * Gemma 3 stores every position for every layer; sliding layers only read
- * the window. */
+ * Gemma 3's sliding layers attend to the last sliding_window positions
+ * only: window says so (0 when no layer slides, or when every layer does:
+ * then nothing is gained by keeping a ring), and layer_sliding which
+ * layers; the KV pool keeps just their window (kv/kv.h, ring pools). */
 typedef struct model_kv_geometry {
     int32_t n_layers, n_kv_heads, head_dim, v_head_dim;
+    int32_t window;              /* tokens a sliding layer attends to; 0 = none */
+    const bool *layer_sliding;   /* borrowed from the spec: [n_layers] */
 } model_kv_geometry;
 model_kv_geometry model_spec_kv_geometry(const model_spec *s);
 
@@ -197,8 +201,10 @@ typedef struct model_seq {
     const int32_t *tokens;   /* [n_tokens] token ids, each < vocab (checked by caller) */
     size_t n_tokens;
     int32_t pos0;            /* position of tokens[0] */
-    kn_kv_view kv;           /* layer 0's view; blocks must cover pos0 + n_tokens */
-    size_t kv_layer_stride;  /* bytes between consecutive layers' K (and V) regions */
+    kn_kv_view kv;           /* layer 0's view; blocks must cover pos0 + n_tokens (a
+                                sliding layer needs only its window before pos0) */
+    size_t kv_layer_stride;  /* bytes between consecutive layers' K (and V) regions
+                                (kn_kv_view_layer; unused by views with unit_ids) */
     bool all_logits;         /* logits for every new token, else only the last */
     float *logits;           /* out: [all_logits ? n_tokens : 1][vocab] (borrowed);
                                 NULL = no logits (an intermediate prefill chunk) */

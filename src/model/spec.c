@@ -604,6 +604,9 @@ bool model_spec_layer_is_moe(const model_spec *s, int32_t l)
 model_kv_geometry model_spec_kv_geometry(const model_spec *s)
 {
     if (s->kv_lora_rank > 0) /* MLA: the latent [c | k_pe], and c as V */
-        return (model_kv_geometry){s->n_layers, 1, s->kv_lora_rank + s->qk_rope_dim, s->kv_lora_rank};
-    return (model_kv_geometry){s->n_layers, s->n_kv_heads, s->head_dim, s->v_head_dim};
+        return (model_kv_geometry){s->n_layers, 1, s->kv_lora_rank + s->qk_rope_dim, s->kv_lora_rank, 0, s->layer_sliding};
+    int32_t n_sliding = 0;
+    for (int32_t l = 0; l < s->n_layers; l++) n_sliding += s->layer_sliding[l];
+    int32_t window = s->sliding_window > 0 && n_sliding > 0 && n_sliding < s->n_layers ? s->sliding_window : 0;
+    return (model_kv_geometry){s->n_layers, s->n_kv_heads, s->head_dim, s->v_head_dim, window, s->layer_sliding};
 }

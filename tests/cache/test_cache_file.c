@@ -615,7 +615,8 @@ static void test_bad_metadata(void **state)
         sem_status want;
     } cases[] = {
         {{"format", "safetensors"}, SEM_ECORRUPT},
-        {{"version", "2"}, SEM_EUNSUPPORTED},
+        {{"version", "3"}, SEM_EUNSUPPORTED},
+        {{"version", "2"}, SEM_ECORRUPT}, /* a ring file without its ring metadata */
         {{"version", "0"}, SEM_EUNSUPPORTED},
         {{"version", "4294967295"}, SEM_EUNSUPPORTED},
         {{"version", "x"}, SEM_ECORRUPT},

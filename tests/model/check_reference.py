@@ -77,12 +77,13 @@ def prompt(n, seed):
     return ",".join(str(x) for x in rng.integers(0, 1000, size=n))
 
 
-def compare(model, toks, tol, tmp, label):
+def compare(model, toks, tol, tmp, label, gen_args=()):
+    """gen_args: extra `semantic generate` options (e.g. --block-tokens)."""
     ref_out, our_out = os.path.join(tmp, "ref.f32"), os.path.join(tmp, "our.f32")
     ref_txt = run([PY, os.path.join(SRC, "tools/ref_forward.py"), "--model", model, "--tokens", toks,
                    "--out", ref_out, "--greedy", str(N_GREEDY), "--gaps"])
     our_txt = run([BIN, "generate", "--model", model, "--tokens", toks, "-n", str(N_GREEDY),
-                   "--kv-bits", "32", "--logits-out", our_out])
+                   "--kv-bits", "32", "--logits-out", our_out] + list(gen_args))
     ref = np.fromfile(ref_out, dtype=np.float32)
     our = np.fromfile(our_out, dtype=np.float32)
     if ref.shape != our.shape:

@@ -141,11 +141,26 @@ static inline float kv_at(kn_kv_dtype t, const uint8_t *row, size_t dim, size_t 
 static uint8_t *row_ptr(const kn_kv_view *kv, int32_t pos, int32_t h, bool is_v)
 {
     SEM_DASSERT(pos >= 0 && h >= 0 && h < kv->n_kv_heads);
-    size_t blk = (size_t)kv->block_ids[pos / kv->block_tokens];
+    int32_t id = kv->block_ids[pos / kv->block_tokens];
+    if (kv->unit_ids) id = kv->unit_ids[(size_t)id * (size_t)kv->unit_stride];
+    SEM_DASSERT(id >= 0);
+    size_t blk = (size_t)id;
     size_t tok = (size_t)(pos % kv->block_tokens);
     size_t rb = is_v ? kv->v_row_bytes : kv->k_row_bytes;
     size_t off = is_v ? kv->v_offset : kv->k_offset;
     return kv->base + blk * kv->block_stride + off + (tok * (size_t)kv->n_kv_heads + (size_t)h) * rb;
+}
+
+kn_kv_view kn_kv_view_layer(const kn_kv_view *layer0, size_t layer_stride, int32_t l)
+{
+    kn_kv_view v = *layer0;
+    if (v.unit_ids) {
+        v.unit_ids += l;
+    } else {
+        v.k_offset += (size_t)l * layer_stride;
+        v.v_offset += (size_t)l * layer_stride;
+    }
+    return v;
 }
 
 const uint8_t *kn_kv_row_ptr(const kn_kv_view *kv, int32_t pos, int32_t h, bool is_v)

@@ -41,10 +41,7 @@ void model_rmsnorm_rows(float *out, const float *x, const float *w, size_t T, si
 
 kn_kv_view model_seq_layer_kv(const model_seq *sq, int32_t l)
 {
-    kn_kv_view kv = sq->kv;
-    kv.k_offset += (size_t)l * sq->kv_layer_stride;
-    kv.v_offset += (size_t)l * sq->kv_layer_stride;
-    return kv;
+    return kn_kv_view_layer(&sq->kv, sq->kv_layer_stride, l);
 }
 
 /* lm_head over the n rows gathered in r->xb, then softcapping. */

@@ -16,8 +16,10 @@
  *   logits = norm(x) embed^T, softcapped when configured
  *   norm(x) = x / sqrt(mean(x^2) + eps) * (1 + w)
  *
- * KV: every layer stores every position (the pool has one geometry for all
- * layers); a sliding layer's attention reads only its window.
+ * KV: a sliding layer's attention reads only its window, so the engine's
+ * ring pool keeps only that much of its KV (model_spec_kv_geometry's
+ * window; kv/kv.h): its view may hold nothing before pos0 - window + 1,
+ * which kn_attention never reads. Global layers keep every position.
  *
  * Thread: engine (forward); any (bind, during model_load).
  */
