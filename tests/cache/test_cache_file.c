@@ -10,12 +10,18 @@
  *    unknown version, missing / extra / mis-shaped tensors, a table of bad
  *    metadata;
  *  - agent id table, quarantine, bad write arguments, a failed write (file
- *    size limit) and SIGKILLed writers leave no target and keep an old one.
+ *    size limit) and SIGKILLed writers leave no target and keep an old one;
+ *  - ring files (version 2, sliding-window layers kept as a ring): written
+ *    from a ring pool whose old blocks were trimmed, the sliding layers'
+ *    tensors hold only ring_from on, they load back into trimmed blocks,
+ *    a layout with another window or other sliding layers (or none) is
+ *    rejected as incompatible, and a table of bad ring metadata is corrupt.
  *
  * `test_cache_file --write-samples DIR` writes one deterministic file per
  * dtype for tests/cache/read_cache_file.py (the independent reader).
  */
 #include "cache/cache.h"
+#include "formats/formats.h" /* to look at a file the way any safetensors reader does */
 
 #include "test_util.h"
 
@@ -996,6 +1002,192 @@ static int teardown(void **state)
     return 0;
 }
 
+/* ===================================================================== */
+/* Ring files: sliding-window layers hold only the window                 */
+/* ===================================================================== */
+
+enum { RING_LAYERS = 3, RING_BT = 4, RING_WINDOW = 6, RING_TOKENS = 23 };
+
+/* Layers 0 and 1 slide, layer 2 is global. */
+static kv_ring ring_make(int32_t window)
+{
+    kv_ring r;
+    memset(&r, 0, sizeof r);
+    r.window = window;
+    r.sliding[0] = r.sliding[1] = true;
+    return r;
+}
+
+/* Blocks for n tokens from a ring pool, every layer's rows stored, then
+ * trimmed as a sequence of n tokens would be. Returns local_from. */
+static size_t ring_fill(kv_pool *pool, int32_t *ids, uint32_t n, uint64_t *rng)
+{
+    const kv_geometry *g = kv_pool_geometry(pool);
+    size_t nb = (n + RING_BT - 1) / RING_BT, trimmed = 0;
+    sem_err err;
+    for (size_t b = 0; b < nb; b++) assert_int_equal(kv_pool_alloc(pool, &ids[b], &err), SEM_OK);
+    float k[2 * 64], v[2 * 64];
+    kn_kv_view v0 = kv_pool_view(pool, ids);
+    for (int32_t l = 0; l < g->n_layers; l++) {
+        kn_kv_view lv = kn_kv_view_layer(&v0, kv_pool_layer_stride(pool), l);
+        for (uint32_t p = 0; p < n; p++) {
+            for (int i = 0; i < 2 * 64; i++) k[i] = rng_float(rng), v[i] = rng_float(rng);
+            kn_kv_store(&lv, (int32_t)p, k, v);
+        }
+    }
+    kv_pool_trim_table(pool, ids, &trimmed, n);
+    assert_int_equal(trimmed, kv_pool_ring_first(pool, n));
+    return kv_pool_table_local_from(pool, ids, nb);
+}
+
+/* Rows of layer l at pos agree between tables a and b. */
+static void ring_row_equal(kv_pool *pool, const int32_t *a, const int32_t *b, int32_t l, uint32_t pos)
+{
+    kn_kv_view va = kv_pool_view(pool, a), vb = kv_pool_view(pool, b);
+    va = kn_kv_view_layer(&va, 0, l);
+    vb = kn_kv_view_layer(&vb, 0, l);
+    float x[64], y[64];
+    for (int32_t h = 0; h < 2; h++) {
+        for (int iv = 0; iv < 2; iv++) {
+            kn_kv_load_row(&va, (int32_t)pos, h, iv, x);
+            kn_kv_load_row(&vb, (int32_t)pos, h, iv, y);
+            if (memcmp(x, y, sizeof x) != 0) fail_msg("layer %d pos %u head %d %s differs", l, pos, h, iv ? "V" : "K");
+        }
+    }
+}
+
+static void ring_round_trip(kn_kv_dtype dt, const char *path)
+{
+    kv_geometry g = geo_make(dt, RING_LAYERS, 2, 64, 64, RING_BT);
+    kv_ring ring = ring_make(RING_WINDOW);
+    kv_pool_params pp = {.budget_bytes = kv_block_bytes(&g) * 16, .ring = &ring};
+    kv_pool *pool;
+    sem_err err;
+    assert_int_equal(kv_pool_create(&g, &pp, &pool, &err), SEM_OK);
+    int32_t a[8], b[8], tokens[RING_TOKENS];
+    uint64_t rng = 99;
+    for (int i = 0; i < RING_TOKENS; i++) tokens[i] = i * 3 + 1;
+    size_t local_from = ring_fill(pool, a, RING_TOKENS, &rng);
+    assert_int_equal(local_from, 16); /* blocks 0..3 are past the window of 23 - 6 */
+
+    cache_file_meta m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.agent_id, sizeof m.agent_id, "ring");
+    snprintf(m.model_id, sizeof m.model_id, "google/gemma-3-test");
+    snprintf(m.fingerprint, sizeof m.fingerprint, "%s", FP);
+    m.geo = g;
+    m.ring = ring;
+    m.ring_from = (uint32_t)local_from;
+    m.n_tokens = RING_TOKENS;
+    kn_kv_view va = kv_pool_view(pool, a);
+    assert_int_equal(cache_file_write(path, &m, tokens, &va, kv_pool_layer_stride(pool), &err), SEM_OK);
+    assert_int_equal(m.version, CACHE_FORMAT_VERSION_RING);
+
+    /* What an independent reader sees: shorter sliding tensors. */
+    st_file *st;
+    assert_int_equal(st_open(path, &st, &err), SEM_OK);
+    bool quant = dt == KN_KV_Q8 || dt == KN_KV_Q4;
+    const char *kname = quant ? "layers.0.k.weight" : "layers.0.k";
+    const char *gname = quant ? "layers.2.v.scales" : "layers.2.v";
+    assert_int_equal(st_file_find(st, kname)->shape[0], RING_TOKENS - 16);
+    assert_int_equal(st_file_find(st, gname)->shape[0], RING_TOKENS);
+    assert_string_equal(st_file_metadata(st, "sliding_layers"), "110");
+    assert_string_equal(st_file_metadata(st, "sliding_window"), "6");
+    assert_string_equal(st_file_metadata(st, "ring_from"), "16");
+    st_close(st);
+
+    cache_file *f;
+    assert_int_equal(cache_file_open_ring(path, &g, &ring, FP, &f, &err), SEM_OK);
+    const cache_file_meta *fm = cache_file_get_meta(f);
+    assert_int_equal(fm->version, CACHE_FORMAT_VERSION_RING);
+    assert_int_equal(fm->ring_from, 16);
+    assert_int_equal(fm->ring.window, RING_WINDOW);
+    assert_memory_equal(fm->ring.sliding, ring.sliding, RING_LAYERS);
+    /* Load into fresh blocks, the ones before ring_from trimmed first. */
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(kv_pool_alloc(pool, &b[i], &err), SEM_OK);
+        if (i < 4) assert_int_equal(kv_pool_trim(pool, &b[i], &err), SEM_OK);
+    }
+    kn_kv_view vb = kv_pool_view(pool, b);
+    cache_file_load(f, RING_TOKENS, &vb, kv_pool_layer_stride(pool));
+    cache_file_close(f);
+    for (uint32_t p = 0; p < RING_TOKENS; p++) {
+        ring_row_equal(pool, a, b, 2, p);
+        if (p >= 16) ring_row_equal(pool, a, b, 0, p), ring_row_equal(pool, a, b, 1, p);
+    }
+    for (int i = 0; i < 6; i++) kv_pool_unref(pool, a[i]), kv_pool_unref(pool, b[i]);
+    assert_int_equal(kv_pool_bytes_used(pool), 0);
+    kv_pool_destroy(pool);
+}
+
+static void test_ring_round_trip(void **state)
+{
+    (void)state;
+    char path[512];
+    path_in(path, sizeof path, "ring.safetensors");
+    for (size_t i = 0; i < N_DTYPES; i++) ring_round_trip(ALL_DTYPES[i], path);
+}
+
+static sem_status open_ring_status(const char *path, const kv_ring *r, sem_err *err)
+{
+    kv_geometry g = geo_make(KN_KV_F16, RING_LAYERS, 2, 64, 64, RING_BT);
+    cache_file *f = NULL;
+    sem_status s = cache_file_open_ring(path, &g, r, FP, &f, err);
+    cache_file_close(f);
+    return s;
+}
+
+static void test_ring_incompatible_and_corrupt(void **state)
+{
+    (void)state;
+    char path[512], bad[512];
+    path_in(path, sizeof path, "ring.safetensors");
+    path_in(bad, sizeof bad, "ring-bad.safetensors");
+    ring_round_trip(KN_KV_F16, path);
+    sem_err err;
+    kv_ring other = ring_make(RING_WINDOW * 2), swapped = ring_make(RING_WINDOW), none = ring_make(0);
+    swapped.sliding[1] = false;
+    swapped.sliding[2] = true;
+    assert_int_equal(open_ring_status(path, &other, &err), SEM_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, "incompatible: sliding window 6, expected 12"));
+    assert_int_equal(open_ring_status(path, &swapped, &err), SEM_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, "incompatible: layer 1 is sliding"));
+    assert_int_equal(open_ring_status(path, &none, &err), SEM_EUNSUPPORTED);
+    kv_geometry g = geo_make(KN_KV_F16, RING_LAYERS, 2, 64, 64, RING_BT);
+    EXPECT_OPEN(path, &g, FP, SEM_EUNSUPPORTED, "sliding window"); /* a reader expecting no ring */
+    EXPECT_OPEN(path, NULL, NULL, SEM_OK, NULL);
+    static const struct {
+        kv_edit e;
+        sem_status want;
+    } cases[] = {
+        {{"sliding_window", NULL}, SEM_ECORRUPT},
+        {{"sliding_window", "0"}, SEM_ECORRUPT},
+        {{"sliding_window", "x"}, SEM_ECORRUPT},
+        {{"sliding_window", "16777217"}, SEM_ECORRUPT},
+        {{"sliding_layers", NULL}, SEM_ECORRUPT},
+        {{"sliding_layers", "11"}, SEM_ECORRUPT},   /* not one per layer */
+        {{"sliding_layers", "1100"}, SEM_ECORRUPT},
+        {{"sliding_layers", "1x0"}, SEM_ECORRUPT},
+        {{"sliding_layers", "111"}, SEM_ECORRUPT},  /* no global layer */
+        {{"sliding_layers", "000"}, SEM_ECORRUPT},  /* no sliding layer */
+        {{"sliding_layers", "011"}, SEM_ECORRUPT},  /* layer 2's tensors then have the wrong shape */
+        {{"ring_from", NULL}, SEM_ECORRUPT},
+        {{"ring_from", "5"}, SEM_ECORRUPT},         /* not a block boundary */
+        {{"ring_from", "24"}, SEM_ECORRUPT},        /* past n_tokens */
+        {{"ring_from", "12"}, SEM_ECORRUPT},        /* the tensors hold 16.. */
+        {{"ring_from", "-4"}, SEM_ECORRUPT},
+        {{"version", "1"}, SEM_ECORRUPT},           /* then every layer must hold every position */
+        {{"sliding_window", "7"}, SEM_OK},          /* consistent; a reader with window 6 says incompatible */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rewrite_header(path, bad, edit_meta, &cases[i].e, 0);
+        sem_status st = open_status(bad, NULL, NULL, &err);
+        if (st != cases[i].want)
+            fail_msg("%s='%s': got %s (%s), expected %s", cases[i].e.key, cases[i].e.value ? cases[i].e.value : "(deleted)",
+                     sem_status_name(st), st ? err.msg : "", sem_status_name(cases[i].want));
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--write-samples")) return write_samples(argv[2]);
@@ -1015,6 +1207,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_killed_writers),
         cmocka_unit_test(test_agent_id_table),
         cmocka_unit_test(test_quarantine),
+        cmocka_unit_test(test_ring_round_trip),
+        cmocka_unit_test(test_ring_incompatible_and_corrupt),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
