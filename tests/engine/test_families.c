@@ -8,7 +8,15 @@
  *   - agent cache files round-trip: a conversation continued after an
  *     engine restart loads its file (cached tokens counted, one warm hit)
  *     and gives the same greedy tokens as a cold run; the file's geometry
- *     is the family's (DeepSeek: the MLA latent, one KV head of 192 / 128).
+ *     is the family's (DeepSeek: the MLA latent, one KV head of 192 / 128;
+ *     Gemma: a version 2 file whose sliding layers hold only the ring);
+ *   - Gemma's sliding layers keep only their window, as a ring of blocks:
+ *     the KV memory of a long sequence (runner and engine) is exactly the
+ *     global layer for every block plus the sliding layers for the ring,
+ *     the same at 600 and 1,000 tokens for the sliding layers; an agent
+ *     continuing its conversation from RAM reuses all of it, a branch
+ *     before the held window falls back to a full prefill, and both give
+ *     a cold run's tokens.
  * The forward pass itself is checked against the numpy reference by
  * tests/model/families.test.sh.
  */
@@ -245,6 +253,14 @@ static void check_file_geometry(const family *f, const char *dir, const char *ag
     assert_int_equal(meta.geo.n_kv_heads, g.n_kv_heads);
     assert_int_equal(meta.geo.head_dim, g.head_dim);
     assert_int_equal(meta.geo.v_head_dim, g.v_head_dim);
+    assert_int_equal(meta.ring.window, g.window);
+    if (g.window > 0) { /* 89 tokens: the ring starts at block (89 - 32) / 16 = 3 */
+        assert_int_equal(meta.version, CACHE_FORMAT_VERSION_RING);
+        assert_int_equal(meta.ring_from, 48);
+        for (int32_t l = 0; l < g.n_layers; l++) assert_int_equal(meta.ring.sliding[l], g.layer_sliding[l]);
+    } else {
+        assert_int_equal(meta.version, CACHE_FORMAT_VERSION);
+    }
     free(path);
 }
 
@@ -287,6 +303,93 @@ static void test_gemma3_cache_files(void **state)
     cache_round_trip(&fams[1]);
 }
 
+/* ---- Gemma: sliding layers keep only their window ----------------------- */
+
+enum { RING_BT = 16, UNIT_BYTES = RING_BT * 2 * 128 * 2 * 2 }; /* f16 K+V, 2 heads of 128 */
+
+/* Bytes the ring design says n computed tokens hold: the global layer for
+ * every block, the 2 sliding layers for the blocks from (n - 32) / 16 on. */
+static size_t ring_bytes(size_t n)
+{
+    size_t nb = (n + RING_BT - 1) / RING_BT, first = n > 32 ? (n - 32) / RING_BT : 0;
+    return (nb * 1 + (nb - first) * 2) * UNIT_BYTES;
+}
+
+static void test_gemma3_ring_memory(void **state)
+{
+    (void)state;
+    const family *f = &fams[1];
+    model_kv_geometry g = model_spec_kv_geometry(model_get_spec(f->m));
+    assert_int_equal(g.window, 32);
+    assert_int_equal(g.n_layers, 3);
+    size_t n = light() ? 400 : 1000;
+    int32_t *prompt = calloc(n, sizeof(int32_t));
+    make_prompt(prompt, n, 77);
+
+    /* the runner: the sliding layers' bytes stop growing past the window */
+    sem_err err;
+    eng_runner_params rp = eng_runner_default_params();
+    rp.max_ctx = 1024;
+    rp.block_tokens = RING_BT;
+    rp.chunk_tokens = 64;
+    eng_runner *r;
+    assert_int_equal(eng_runner_create(f->m, g_kc, &rp, &r, &err), SEM_OK);
+    float *logits = calloc((size_t)model_get_spec(f->m)->vocab, sizeof(float));
+    assert_int_equal(eng_runner_feed(r, prompt, 300, false, logits, &err), SEM_OK);
+    size_t at300 = eng_runner_kv_bytes(r);
+    assert_int_equal(at300, ring_bytes(300));
+    assert_int_equal(eng_runner_feed(r, prompt + 300, n - 300, false, logits, &err), SEM_OK);
+    size_t at_n = eng_runner_kv_bytes(r), nb = (n + RING_BT - 1) / RING_BT;
+    assert_int_equal(at_n, ring_bytes(n));
+    assert_int_equal(at_n - at300, (nb - 19) * UNIT_BYTES); /* the global layer's new blocks only */
+    assert_true(at_n < nb * 3 * UNIT_BYTES / 2);             /* every layer: nb x 3 units */
+    free(logits);
+    eng_runner_destroy(r);
+
+    /* the engine: what the agent's hot entry holds once the request is done */
+    eng_engine *e = start(f->m, KN_KV_F16, NULL);
+    reply got;
+    collect(submit(e, "long", prompt, n, 8), &got);
+    assert_int_equal(got.n, 8);
+    eng_stats st;
+    for (int i = 0; i < 500; i++) { /* the stats are published after the step */
+        st = eng_get_stats(e);
+        if (st.running == 0 && st.kv_bytes_used == ring_bytes(n + 7)) break;
+        usleep(10000);
+    }
+    assert_int_equal(st.kv_bytes_used, ring_bytes(n + 7)); /* prompt + 7 generated tokens with KV */
+    eng_stop(e);
+    free(prompt);
+}
+
+/* An agent continuing its own conversation from RAM reuses all of it; a
+ * branch before the held window is a full prefill; both match a cold run. */
+static void test_gemma3_ring_agent(void **state)
+{
+    (void)state;
+    const family *f = &fams[1];
+    int32_t conv[400], branch[150];
+    make_prompt(conv, 200, 21);
+    eng_engine *e = start(f->m, KN_KV_F16, NULL);
+    reply t1, t2, t3, want;
+    collect(submit(e, "bob", conv, 200, 10), &t1);
+    assert_int_equal(t1.cached, 0);
+    memcpy(conv + 200, t1.tokens, 10 * sizeof(int32_t));
+    make_prompt(conv + 210, 30, 22);
+    collect(submit(e, "bob", conv, 240, 10), &t2);
+    assert_int_equal(t2.cached, 209); /* everything with KV: prompt + 9 reply tokens */
+    memcpy(branch, conv, 100 * sizeof(int32_t)); /* edits the conversation at token 100 */
+    make_prompt(branch + 100, 50, 23);
+    collect(submit(e, "bob", branch, 150, 10), &t3);
+    assert_int_equal(t3.cached, 0); /* the window before 100 left the ring long ago */
+    eng_stop(e);
+    cold(f, conv, 240, 10, &want);
+    assert_memory_equal(t2.tokens, want.tokens, 10 * sizeof(int32_t));
+    for (int t = 0; t < 10; t++) assert_true(fabsf(t2.logprobs[t] - want.logprobs[t]) <= 1e-3f);
+    cold(f, branch, 150, 10, &want);
+    assert_memory_equal(t3.tokens, want.tokens, 10 * sizeof(int32_t));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +397,8 @@ int main(void)
         cmocka_unit_test(test_gemma3_batching),
         cmocka_unit_test(test_deepseek2_cache_files),
         cmocka_unit_test(test_gemma3_cache_files),
+        cmocka_unit_test(test_gemma3_ring_memory),
+        cmocka_unit_test(test_gemma3_ring_agent),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
