@@ -185,7 +185,8 @@ const char *cache_entry_agent(const cache_entry *ce);
 /* Makes the first n_common tokens of ce available in pool blocks: for a hot
  * entry, adds a reference to each block covering them (the last may be
  * partial: the caller copies it before writing into it); for a warm entry,
- * allocates blocks and loads the file (quarantining it on failure, which
+ * allocates blocks (a ring pool's blocks before the file's ring_from
+ * without their sliding layers) and loads the file (quarantining it on failure, which
  * returns SEM_ECORRUPT or SEM_EUNSUPPORTED and turns the entry cold).
  * blocks gets blocks_for(n_common) ids the caller now owns one reference
  * of. SEM_ELIMIT when the pool lacks free blocks. */

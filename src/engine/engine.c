@@ -268,13 +268,8 @@ static size_t blocks_for(const eng_engine *e, size_t n_tokens)
  * sequence that went further). */
 static bool window_held(const eng_engine *e, const int32_t *blocks, size_t n)
 {
-    const kv_ring *ring = kv_pool_ring(e->pool);
-    size_t bt = (size_t)e->p.block_tokens, end = n * bt;
-    if (ring->window <= 0) return true;
-    size_t lo = end + 1 > (size_t)ring->window ? end + 1 - (size_t)ring->window : 0;
-    for (size_t b = lo / bt; b < n; b++)
-        if (!kv_pool_block_has_local(e->pool, blocks[b])) return false;
-    return true;
+    size_t from = kv_pool_table_local_from(e->pool, blocks, n);
+    return kv_ring_covers(kv_pool_ring(e->pool), from, n * (size_t)e->p.block_tokens);
 }
 
 /* Takes shared full blocks for the longest known prefix of s's tokens,
