@@ -51,7 +51,7 @@ PRESETS = {
     # multiple of 64 nearest to the usual 8/3 * hidden = 683).
     "full": dict(hidden_size=256, intermediate_size=704, num_hidden_layers=6,
                  num_attention_heads=4, num_key_value_heads=2, head_dim=64,
-                 ctx=256, batch=8, steps=7000, warmup=200, lr=3e-3,
+                 ctx=256, batch=8, steps=6250, warmup=200, lr=3e-3,
                  decay_frac=0.2),
     # ~1.3M parameters, for testing the pipeline (about 10 minutes).
     "quick": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4,
