@@ -76,6 +76,7 @@ sem_status app_runtime_open(app_runtime *rt, const char *dir, int n_threads, siz
     kp.max_cols = model_max_matmul_cols(rt->m);
     const char *kern = getenv("SEMANTIC_KERNELS");
     kp.force_ref = kern && !strcmp(kern, "ref");
+    kp.q_exact = kern && !strcmp(kern, "exact");
     kp.q_int8_act = kern && !strcmp(kern, "int8");
     return kn_ctx_create(&kp, &rt->kc, err);
 }

@@ -214,6 +214,12 @@ int tp_n_threads(const tp_pool *tp);
 /* Runs fn on all threads and returns when all are done. tp may be NULL
  * (runs fn(ctx, 0, 1) inline). */
 void tp_run(tp_pool *tp, tp_fn fn, void *ctx);
+/* Runs fn on the caller and on whichever workers join before the caller's
+ * fn returns, then waits for those. fn must take its work from a shared
+ * counter until none is left (the caller's call alone must be able to do
+ * all of it); ith is only a name. For kernels: a worker that has no core
+ * at the moment does not stall the caller. */
+void tp_run_shared(tp_pool *tp, tp_fn fn, void *ctx);
 /* Splits [0, n) into nth nearly equal chunks aligned to `align`; returns
  * thread ith's [*lo, *hi). */
 void tp_split(size_t n, size_t align, int ith, int nth, size_t *lo, size_t *hi);

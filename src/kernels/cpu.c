@@ -66,6 +66,7 @@ kn_ctx_params kn_ctx_default_params(void)
     kn_ctx_params p = {
         .pool = NULL,
         .force_ref = false,
+        .q_exact = false,
         .q_int8_act = false,
         .max_tokens = 256,
         .max_cols = 16384,
@@ -80,31 +81,36 @@ static const kn_ops *pick_ops(const kn_cpu_features *f, const kn_ctx_params *p)
     bool avx2 = f->avx2 && f->fma && f->f16c;
     bool avx512 = avx2 && f->avx512f && f->avx512bw && f->avx512vl && f->avx512_vnni;
     const kn_ops *t = NULL;
-    if (avx512) t = p->q_int8_act ? kn_ops_avx512_int8() : kn_ops_avx512();
-    if (!t && avx2) t = p->q_int8_act ? kn_ops_avx2_int8() : kn_ops_avx2();
+    if (avx512)
+        t = p->q_int8_act ? kn_ops_avx512_int8() : p->q_exact ? kn_ops_avx512_exact() : kn_ops_avx512();
+    if (!t && avx2)
+        t = p->q_int8_act ? kn_ops_avx2_int8() : p->q_exact ? kn_ops_avx2_exact() : kn_ops_avx2();
     return t ? t : kn_ops_ref();
 }
 
-/* Carves q, d, gsum and isum for max_tokens x max_cols out of one block. */
+/* Carves q (or q16), d and gsum for max_tokens x max_cols out of one
+ * block. */
 static sem_status alloc_qx(kn_ctx *kc, sem_err *err)
 {
     size_t toks = kc->params.max_tokens, cols = kc->params.max_cols;
-    size_t blocks, q_bytes, d_bytes, s_bytes, total;
-    if (!sem_mul_size(toks, cols, &q_bytes) || !sem_mul_size(toks, cols / 32, &blocks) ||
-        !sem_mul_size(blocks, 16, &d_bytes) || !sem_mul_size(blocks, 4, &s_bytes))
+    size_t elems, blocks, q_bytes, d_bytes, s_bytes, total;
+    size_t esz = kc->ops->act_bits == 8 ? 1 : 4; /* int16: hi and lo planes */
+    if (!sem_mul_size(toks, cols, &elems) || !sem_mul_size(elems, esz, &q_bytes) ||
+        !sem_mul_size(toks, cols / 32, &blocks) || !sem_mul_size(blocks, 16, &d_bytes) ||
+        !sem_mul_size(blocks, 4, &s_bytes))
         return sem_errf(err, SEM_ELIMIT, "kernels: scratch for %zu x %zu overflows", toks, cols);
     q_bytes = (q_bytes + 63) & ~(size_t)63;
     d_bytes = (d_bytes + 63) & ~(size_t)63;
     s_bytes = (s_bytes + 63) & ~(size_t)63;
-    if (!sem_add_size(q_bytes, d_bytes, &total) || !sem_add_size(total, 2 * s_bytes, &total))
+    if (!sem_add_size(q_bytes, d_bytes, &total) || !sem_add_size(total, s_bytes, &total))
         return sem_errf(err, SEM_ELIMIT, "kernels: scratch for %zu x %zu overflows", toks, cols);
     uint8_t *m = sem_alloc_aligned(total);
     if (!m) return sem_errf(err, SEM_ENOMEM, "kernels: cannot allocate %zu bytes of scratch", total);
     kc->qx_mem = m;
-    kc->qx.q = (int8_t *)m;
+    if (esz == 1) kc->qx.q = (int8_t *)m;
+    else kc->qx.q16 = (int16_t *)m;
     kc->qx.d = (float *)(m + q_bytes);
     kc->qx.gsum = (float *)(m + q_bytes + d_bytes);
-    kc->qx.isum = (int32_t *)(m + q_bytes + d_bytes + s_bytes);
     return SEM_OK;
 }
 

@@ -73,24 +73,28 @@ kn_cpu_features kn_cpu_detect(void);
 typedef struct kn_ctx_params {
     tp_pool *pool;          /* borrowed; NULL = single-threaded */
     bool force_ref;         /* reference C kernels only */
+    bool q_exact;           /* Q4/Q8 matmul on f32 activations (slower);
+                               false (the default): activations quantized
+                               per 32 to two int16 planes (see kn_matmul) */
     bool q_int8_act;        /* Q4/Q8 matmul on activations quantized to int8
-                               per 32 (faster, see kn_matmul); false (the
-                               default): f32 activations, reference-exact
-                               up to f32 rounding */
+                               per 32 (fastest, least precise; wins over
+                               q_exact) */
     size_t max_tokens;      /* tokens per quantized-activation pass (scratch;
                                default 256); larger n_tokens run in slices */
     size_t max_cols;        /* largest weight cols passed to kn_matmul for
                                Q4/Q8 weights (scratch; default 16384) */
 } kn_ctx_params;
-/* Scratch is about max_tokens * max_cols * 1.6 bytes, allocated at create
- * (SIMD tables only). Attention needs none: it streams. */
+/* Scratch is about max_tokens * max_cols * 4.6 bytes (int16 planes; 1.6
+ * for int8), allocated at create (quantizing tables only). Attention needs
+ * none: it streams. */
 
 typedef struct kn_ctx kn_ctx; /* opaque */
 
 kn_ctx_params kn_ctx_default_params(void);
 sem_status kn_ctx_create(const kn_ctx_params *p, kn_ctx **out, sem_err *err);
 void kn_ctx_destroy(kn_ctx *kc); /* NULL ok */
-/* "ref", "avx2" or "avx512" (+ "-int8" with q_int8_act): the path chosen. */
+/* "ref", "avx2" or "avx512" (+ "-exact" with q_exact, "-int8" with
+ * q_int8_act): the path chosen. */
 const char *kn_ctx_isa(const kn_ctx *kc);
 kn_cpu_features kn_ctx_features(const kn_ctx *kc);
 tp_pool *kn_ctx_pool(const kn_ctx *kc);
@@ -105,13 +109,17 @@ tp_pool *kn_ctx_pool(const kn_ctx *kc);
  * form, which reads each weight row once per tile of tokens.
  * Requires w->cols <= max_cols of the ctx for Q4/Q8 (asserted); any
  * n_tokens. Pointers need no alignment.
- * Precision: every format matches the reference within f32 summation
- * error, and a token's result does not depend on the other tokens of the
- * call. With params.q_int8_act, the SIMD Q4/Q8 kernels quantize X to int8
- * per 32-element block (the bias term uses exact f32 sums), which streams
- * about 2-3x faster per core and adds at most
- *   sum_c |scale * q_c| * max|X over c's block| / 254
- * to |Y - Y_ref| (tests/kernels/test_matmul.c derives it).
+ * Precision: a token's result never depends on the other tokens of the
+ * call (batch-invariant, bit for bit). Float formats, the reference and
+ * params.q_exact match the reference within f32 summation error. The
+ * default SIMD Q4/Q8 kernels quantize X per 32-element block to an int16
+ * and a residual int16 (the bias term uses exact f32 sums), which streams
+ * Q4 about 1.8x faster per core than f32 activations and adds at most
+ *   sum_c |scale * q_c| * (2^-31 max|X over c's block| + 2^-22 |X_c|)
+ * to |Y - Y_ref| (f32 rounding's order). params.q_int8_act quantizes to
+ * int8 instead: about 2.8x faster than f32, at most
+ *   sum_c |scale * q_c| * max|X over c's block| / 254.
+ * tests/kernels/test_matmul.c derives the bounds.
  * Runs on the pool. */
 void kn_matmul(kn_ctx *kc, const kn_weight *w, const float *x, size_t ldx, float *y, size_t ldy,
                size_t n_tokens);
@@ -132,7 +140,8 @@ typedef struct kn_mm_item {
  * gives each, in one pass over the pool (one fork-join instead of n): for
  * many small matrices (MoE experts, per-head projections) the barrier
  * costs as much as the arithmetic. Falls back to n kn_matmul calls when
- * the items' int8 activations do not fit the context's scratch together.
+ * the items' quantized activations do not fit the context's scratch
+ * together.
  * Runs on the pool (kernels/matmul_group.c). */
 void kn_matmul_group(kn_ctx *kc, const kn_mm_item *items, size_t n);
 

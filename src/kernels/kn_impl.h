@@ -16,33 +16,39 @@
 
 #include <string.h>
 
-/* Activation rows quantized to int8 for the Q4/Q8 integer kernels.
- * Per token t (row stride `cols` bytes for q, cols/8 floats for d,
- * cols/group_size floats for gsum):
+/* Activation rows quantized per 32-element block, to two int16 planes
+ * (the default tables) or to int8 (the _int8 tables), for the Q4/Q8
+ * integer kernels. Per token t (row stride 2 * cols elements for q16,
+ * cols for q, cols/8 floats for d, cols/group_size floats for gsum):
+ *   q16   int16 [2][cols]: hi then lo, per 32-element block
+ *         x ~= d_block * (hi + lo * 2^-15), each plane in the order the
+ *         layout names (KN_QX_I16_*)
  *   q     int8 [cols], per 32-element block x ~= d_block * q
- *         (Q4 layouts: each piece of P elements stored as its P/2 even
- *         elements then its P/2 odd ones, P = 64 (AVX2) or 128
- *         (AVX-512); a shorter tail piece (64 or 32) likewise. Q8:
- *         natural order)
+ *         (KN_QX_PERMUTED*, KN_QX_NATURAL)
  *   d     f32 [cols/32][4]: each block's scale repeated 4 times, so one
  *         256-bit load gives the per-lane scales of a 64-element chunk
  *   gsum  f32 [cols/group_size]: exact f32 sums of x over each weight
  *         group (multiplies the group's bias)
- *   isum  i32 [cols/32]: sum of the block's int8 values (Q8 sign trick) */
+ * Only one of q / q16 is allocated, as the table's act_bits says. */
 typedef struct kn_qx {
     int8_t *q;
+    int16_t *q16;
     float *d;
     float *gsum;
-    int32_t *isum;
     size_t cols, n_tokens;
     int group_size;
 } kn_qx;
 
 /* Quantization layout the integer kernels want. */
 typedef enum kn_qx_layout {
-    KN_QX_PERMUTED = 0, /* Q4: evens then odds per 64-element piece */
-    KN_QX_NATURAL,      /* Q8 */
-    KN_QX_PERMUTED128,  /* Q4: evens then odds per 128-element piece */
+    KN_QX_PERMUTED = 0, /* int8 Q4: evens then odds per 64-element piece
+                           (a trailing 32-element piece likewise) */
+    KN_QX_NATURAL,      /* int8 Q8 */
+    KN_QX_PERMUTED128,  /* int8 Q4: evens then odds per 128-element piece */
+    KN_QX_I16_Q4,       /* int16 Q4: per 64-element piece, elements 0, 4,
+                           8, .. then 1, 5, 9, .. then 2, .. then 3, ..
+                           (a trailing 32-element piece likewise) */
+    KN_QX_I16_Q8,       /* int16 Q8: evens then odds per 32-element block */
 } kn_qx_layout;
 
 /* Matmul over the row range [r0, r1) of w for n_tokens tokens.
@@ -73,8 +79,10 @@ typedef void (*kn_scale_fn)(float *acc, float s, size_t n);
 typedef struct kn_ops {
     const char *isa;              /* "ref", "avx2", "avx512" */
     bool uses_qx;                 /* Q4/Q8 kernels read quantized activations */
+    int act_bits;                 /* 8 or 16 (two int16 planes) when uses_qx */
     kn_quant_fn quantize;         /* NULL when !uses_qx */
     kn_qx_layout q4_layout;       /* what the Q4 kernel reads */
+    kn_qx_layout q8_layout;       /* what the Q8 kernel reads */
     kn_mm_fn mm[KN_N_DTYPES];     /* indexed by kn_dtype */
     kn_kv_scores_fn kv_scores[KN_N_KV_DTYPES]; /* indexed by kn_kv_dtype */
     kn_kv_accum_fn kv_accum[KN_N_KV_DTYPES];
@@ -83,11 +91,14 @@ typedef struct kn_ops {
 } kn_ops;
 
 const kn_ops *kn_ops_ref(void);
-/* NULL if not compiled for x86-64. The _int8 tables differ only in their
- * Q4/Q8 matmul, which runs on int8 activations (params.q_int8_act). */
+/* NULL if not compiled for x86-64. The tables of one ISA differ only in
+ * their Q4/Q8 matmul: int16 activations (the default), f32 activations
+ * (_exact, params.q_exact) or int8 activations (_int8, params.q_int8_act). */
 const kn_ops *kn_ops_avx2(void);
+const kn_ops *kn_ops_avx2_exact(void);
 const kn_ops *kn_ops_avx2_int8(void);
 const kn_ops *kn_ops_avx512(void);
+const kn_ops *kn_ops_avx512_exact(void);
 const kn_ops *kn_ops_avx512_int8(void);
 
 struct kn_ctx {
@@ -172,9 +183,11 @@ void kn_avx2_quantize(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout);
 #define KN_MM_DECL(name)                                                                     \
     void name(const kn_weight *w, size_t r0, size_t r1, const float *x, size_t ldx,          \
               const kn_qx *qx, float *y, size_t ldy, size_t n_tokens)
-KN_MM_DECL(kn_avx2_mm_q4);
-KN_MM_DECL(kn_avx2_mm_q4f); /* f32 activations (the ones dispatched) */
+KN_MM_DECL(kn_avx2_mm_q4_i16); /* int16 activations (the default) */
+KN_MM_DECL(kn_avx2_mm_q8_i16);
+KN_MM_DECL(kn_avx2_mm_q4f);    /* f32 activations (_exact) */
 KN_MM_DECL(kn_avx2_mm_q8f);
+KN_MM_DECL(kn_avx2_mm_q4);     /* int8 activations (_int8) */
 KN_MM_DECL(kn_avx2_mm_q8);
 KN_MM_DECL(kn_avx2_mm_f32);
 KN_MM_DECL(kn_avx2_mm_f16);

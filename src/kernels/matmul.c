@@ -1,13 +1,14 @@
 /* matmul.c - kn_matmul: splits a matmul over the compute pool by output
  * rows, after quantizing the activations once when the chosen table's
- * Q4/Q8 kernels work on int8 activations.
+ * Q4/Q8 kernels work on quantized (int16 or int8) activations.
  *
  * Token counts above the context's max_tokens are processed in slices of
  * max_tokens (the scratch bound), so callers may pass any n_tokens.
  *
- * Rows are handed out in blocks from an atomic counter rather than split
- * statically: when a pool thread is slow to get a core (a busy host), the
- * others take its share instead of waiting for it. Blocks are about 64 KiB
+ * Rows (and tokens to quantize) are handed out in blocks from an atomic
+ * counter rather than split statically, and the pool runs the job with
+ * tp_run_shared: when a pool thread is slow to get a core (a busy host),
+ * the others take its share instead of waiting for it. Blocks are about 64 KiB
  * of weights (and at least 8 per thread when the matrix is small), a
  * multiple of the kernels' 4-row tiles; which thread computes a row does
  * not change its value.
@@ -34,6 +35,7 @@ typedef struct mm_job {
     size_t n_tokens;
     size_t block;       /* rows per grab */
     atomic_size_t next; /* first row not yet handed out */
+    atomic_size_t next_tok; /* first token not yet quantized */
 } mm_job;
 
 static void mm_rows(void *p, int ith, int nth)
@@ -77,10 +79,13 @@ static size_t block_rows(const kn_weight *w, int nth)
 
 static void quantize_tokens(void *p, int ith, int nth)
 {
-    const mm_job *j = p;
-    size_t lo, hi;
-    tp_split(j->n_tokens, 1, ith, nth, &lo, &hi);
-    for (size_t t = lo; t < hi; t++) j->ops->quantize(j->x + t * j->ldx, j->qx, t, j->layout);
+    mm_job *j = p;
+    (void)ith, (void)nth;
+    for (;;) {
+        size_t t = atomic_fetch_add_explicit(&j->next_tok, 1, memory_order_relaxed);
+        if (t >= j->n_tokens) break;
+        j->ops->quantize(j->x + t * j->ldx, j->qx, t, j->layout);
+    }
 }
 
 static void check_weight(const kn_ctx *kc, const kn_weight *w)
@@ -104,18 +109,19 @@ void kn_matmul(kn_ctx *kc, const kn_weight *w, const float *x, size_t ldx, float
         size_t n = n_tokens - t0 < slice ? n_tokens - t0 : slice;
         mm_job j = {
             .ops = kc->ops, .w = w, .x = x + t0 * ldx, .ldx = ldx, .qx = &kc->qx,
-            .layout = w->dtype == KN_Q4 ? kc->ops->q4_layout : KN_QX_NATURAL,
+            .layout = w->dtype == KN_Q4 ? kc->ops->q4_layout : kc->ops->q8_layout,
             .y = y + t0 * ldy, .ldy = ldy, .n_tokens = n,
             .block = block_rows(w, tp_n_threads(kc->pool)),
         };
         atomic_init(&j.next, 0);
+        atomic_init(&j.next_tok, 0);
         if (quant) {
             kc->qx.cols = w->cols;
             kc->qx.n_tokens = n;
             kc->qx.group_size = w->group_size;
             if (n == 1) quantize_tokens(&j, 0, 1);
-            else tp_run(kc->pool, quantize_tokens, &j);
+            else tp_run_shared(kc->pool, quantize_tokens, &j);
         }
-        tp_run(kc->pool, mm_rows, &j);
+        tp_run_shared(kc->pool, mm_rows, &j);
     }
 }

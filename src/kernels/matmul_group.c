@@ -8,11 +8,12 @@
  * arithmetic. Here the rows of every matrix are cut into blocks (the same
  * ~64 KiB blocks as kn_matmul) and all blocks of all matrices are handed
  * out from one atomic counter, so the group costs one barrier (two with
- * int8 activations: one to quantize every item's rows, one to multiply).
+ * quantized activations: one to quantize every item's rows, one to
+ * multiply).
  *
  * Results are those of kn_matmul on each item: the same row kernels on
  * the same rows (which thread computes a row does not change its value)
- * and, on the int8 tables, each item's activations quantized into its own
+ * and, on the quantizing tables, each item's activations quantized into its own
  * slice of the context's scratch exactly as kn_matmul would (items with
  * the same input - a gate and an up projection - share one slice). When
  * the slices do not all fit the scratch, the group runs in consecutive
@@ -31,12 +32,13 @@ typedef struct grp_job {
     const kn_ops *ops;
     const kn_mm_item *items;
     size_t n;
-    kn_qx qx[KN_GROUP_MAX];          /* item i's view of the scratch (int8 tables) */
+    kn_qx qx[KN_GROUP_MAX];          /* item i's view of the scratch */
     size_t block[KN_GROUP_MAX];      /* rows per unit of item i */
     size_t first[KN_GROUP_MAX + 1];  /* first unit of item i; first[n] = all units */
     size_t qfirst[KN_GROUP_MAX + 1]; /* first quantize task (token) of item i */
     size_t qx_elems;                 /* activations to quantize, in all */
     atomic_size_t next;              /* first unit not yet handed out */
+    atomic_size_t next_task;         /* first quantize task not yet handed out */
 } grp_job;
 
 static bool is_quant(const kn_weight *w) { return w->dtype == KN_Q4 || w->dtype == KN_Q8; }
@@ -85,8 +87,8 @@ static size_t same_input(const grp_job *j, size_t i, const kn_qx_layout *layout)
 }
 
 /* Carves the quantized items' activation slices out of the scratch, in
- * the per-token strides the quantizer and the integer kernels use (q: cols
- * bytes, d: cols / 8 floats, gsum: cols / group floats, isum: cols / 32),
+ * the per-token strides the quantizer and the integer kernels use (q or
+ * q16: cols elements, d: cols / 8 floats, gsum: cols / group floats),
  * for the longest prefix of items that fits; returns its length (0 when
  * the first item alone does not fit). */
 static size_t carve_qx(const kn_ctx *kc, grp_job *j)
@@ -98,7 +100,7 @@ static size_t carve_qx(const kn_ctx *kc, grp_job *j)
         const kn_mm_item *it = &j->items[i];
         j->qfirst[i + 1] = j->qfirst[i];
         if (!is_quant(it->w)) continue;
-        layout[i] = it->w->dtype == KN_Q4 ? j->ops->q4_layout : KN_QX_NATURAL;
+        layout[i] = it->w->dtype == KN_Q4 ? j->ops->q4_layout : j->ops->q8_layout;
         size_t p = same_input(j, i, layout);
         if (p != i) {
             j->qx[i] = j->qx[p];
@@ -107,9 +109,9 @@ static size_t carve_qx(const kn_ctx *kc, grp_job *j)
         size_t cols = it->w->cols, need = it->n_tokens * cols;
         if (it->n_tokens > kc->params.max_tokens || need > cap - used) break;
         kn_qx *q = &j->qx[i];
-        q->q = kc->qx.q + used;
+        if (kc->qx.q) q->q = kc->qx.q + used;
+        if (kc->qx.q16) q->q16 = kc->qx.q16 + 2 * used; /* hi and lo planes */
         q->d = kc->qx.d + used / 8;
-        q->isum = kc->qx.isum + used / 32;
         q->gsum = kc->qx.gsum + gused;
         q->cols = cols;
         q->n_tokens = it->n_tokens;
@@ -125,13 +127,15 @@ static size_t carve_qx(const kn_ctx *kc, grp_job *j)
 static void grp_quantize(void *p, int ith, int nth)
 {
     grp_job *j = p;
-    size_t lo, hi, i = 0;
-    tp_split(j->qfirst[j->n], 1, ith, nth, &lo, &hi);
-    for (size_t task = lo; task < hi; task++) {
+    (void)ith, (void)nth;
+    size_t i = 0; /* tasks only increase, so the item index only advances */
+    for (;;) {
+        size_t task = atomic_fetch_add_explicit(&j->next_task, 1, memory_order_relaxed);
+        if (task >= j->qfirst[j->n]) break;
         while (task >= j->qfirst[i + 1]) i++;
         const kn_mm_item *it = &j->items[i];
         size_t t = task - j->qfirst[i];
-        kn_qx_layout layout = it->w->dtype == KN_Q4 ? j->ops->q4_layout : KN_QX_NATURAL;
+        kn_qx_layout layout = it->w->dtype == KN_Q4 ? j->ops->q4_layout : j->ops->q8_layout;
         j->ops->quantize(it->x + t * it->ldx, &j->qx[i], t, layout);
     }
 }
@@ -163,10 +167,11 @@ static void run_group(kn_ctx *kc, grp_job *j)
         j->first[i + 1] = j->first[i] + (it->n_tokens ? (it->w->rows + j->block[i] - 1) / j->block[i] : 0);
     }
     /* A few rows (decode) quantize faster here than a fork-join takes. */
-    if (j->qx_elems > SERIAL_QUANT_ELEMS) tp_run(kc->pool, grp_quantize, j);
+    atomic_init(&j->next_task, 0);
+    if (j->qx_elems > SERIAL_QUANT_ELEMS) tp_run_shared(kc->pool, grp_quantize, j);
     else if (j->qx_elems > 0) grp_quantize(j, 0, 1);
     atomic_init(&j->next, 0);
-    tp_run(kc->pool, grp_rows, j);
+    tp_run_shared(kc->pool, grp_rows, j);
 }
 
 void kn_matmul_group(kn_ctx *kc, const kn_mm_item *items, size_t n)

@@ -106,6 +106,60 @@ static void test_thread_pool(void **state)
     tp_destroy(tp);
 }
 
+typedef struct shared_ctx {
+    atomic_size_t next; /* next unit to take */
+    atomic_long total;
+    atomic_int callers; /* distinct calls of the job fn */
+    size_t n;
+} shared_ctx;
+
+static void shared_job(void *p, int ith, int nth)
+{
+    shared_ctx *c = p;
+    (void)ith, (void)nth;
+    atomic_fetch_add(&c->callers, 1);
+    for (size_t i; (i = atomic_fetch_add(&c->next, 1)) < c->n;) atomic_fetch_add(&c->total, (long)i);
+}
+
+/* tp_run_shared: every unit is done exactly once whoever joins, and the
+ * job is over (no worker still in it) when the call returns: a late worker
+ * touching the context after that would corrupt the next rep's fresh one. */
+static void test_thread_pool_shared(void **state)
+{
+    (void)state;
+    sem_err err;
+    tp_pool *tp;
+    assert_int_equal(tp_create(3, &tp, &err), SEM_OK);
+    for (int rep = 0; rep < 5000; rep++) {
+        shared_ctx c = {.n = (size_t)(rep % 53)};
+        atomic_init(&c.next, 0);
+        atomic_init(&c.total, 0);
+        atomic_init(&c.callers, 0);
+        tp_run_shared(tp, shared_job, &c);
+        int callers = atomic_load(&c.callers);
+        long n = (long)c.n;
+        assert_int_equal(atomic_load(&c.total), n * (n - 1) / 2);
+        assert_true(callers >= 1 && callers <= 3);
+        memset(&c, 0xff, sizeof c); /* a straggler would see garbage and crash or miscount */
+    }
+    /* mixing both kinds of job on one pool */
+    for (int rep = 0; rep < 500; rep++) {
+        sum_ctx c = {.n = (size_t)(rep % 97) + 1};
+        atomic_init(&c.total, 0);
+        tp_run(tp, sum_job, &c);
+        long n = (long)c.n;
+        assert_int_equal(atomic_load(&c.total), n * (n - 1) / 2);
+        shared_ctx d = {.n = 64};
+        atomic_init(&d.next, 0);
+        atomic_init(&d.total, 0);
+        atomic_init(&d.callers, 0);
+        tp_run_shared(tp, shared_job, &d);
+        assert_int_equal(atomic_load(&d.total), 64 * 63 / 2);
+    }
+    tp_destroy(tp);
+    tp_run_shared(NULL, shared_job, &(shared_ctx){.n = 0}); /* NULL pool: inline */
+}
+
 static void test_chan(void **state)
 {
     (void)state;
@@ -132,7 +186,7 @@ int main(void)
         cmocka_unit_test(test_errors),      cmocka_unit_test(test_checked_math),
         cmocka_unit_test(test_buf),         cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_atomic_write), cmocka_unit_test(test_thread_pool),
-        cmocka_unit_test(test_chan),
+        cmocka_unit_test(test_thread_pool_shared), cmocka_unit_test(test_chan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

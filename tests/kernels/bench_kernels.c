@@ -265,10 +265,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc > 2 && !strcmp(argv[2], "model")) {
-        bench_model(pools[1], kn_ops_avx2(), secs);
-        bench_model(pools[1], kn_ops_avx2_int8(), secs);
-        bench_model(pools[2], kn_ops_avx2(), secs);
-        bench_model(pools[2], kn_ops_avx2_int8(), secs);
+        const kn_ops *tabs[3] = {kn_ops_avx2_exact(), kn_ops_avx2(), kn_ops_avx2_int8()};
+        for (int nt = 1; nt <= 2; nt++)
+            for (int i = 0; i < 3; i++) bench_model(pools[nt], tabs[i], secs);
         return 0;
     }
     if (argc > 4) { /* one case: secs dtype(q4|q8|f16) rows cols [threads] */
@@ -302,7 +301,7 @@ int main(int argc, char **argv)
     }
     struct { size_t rows, cols; } shapes[] = {{1536, 576}, {576, 1536}, {2048, 8192}, {8192, 2048}};
     kn_dtype dts[] = {KN_Q4, KN_Q8, KN_F16};
-    const kn_ops *tables[] = {kn_ops_ref(), kn_ops_avx2(), kn_ops_avx2_int8()};
+    const kn_ops *tables[] = {kn_ops_ref(), kn_ops_avx2_exact(), kn_ops_avx2(), kn_ops_avx2_int8()};
     for (size_t d = 0; d < 3; d++) {
         for (size_t s = 0; s < 4; s++) {
             if (dts[d] == KN_F16 && s != 2) continue;
@@ -318,7 +317,7 @@ int main(int argc, char **argv)
                 double rd_hot = best_read(pools[nt], m->arena, m->bytes, 1, secs);
                 double rd_cold = best_read(pools[nt], m->arena, m->bytes, copies, secs);
                 (void)stride;
-                for (size_t ti = 0; ti < 3; ti++) {
+                for (size_t ti = 0; ti < 4; ti++) {
                     if (!tables[ti]) continue;
                     if (ti == 0 && (rows * cols > 4000000 || dts[d] != KN_Q4)) continue; /* ref is slow */
                     kn_ctx *kc = kt_ctx(tables[ti], pools[nt], 1, cols);

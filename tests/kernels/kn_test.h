@@ -50,20 +50,23 @@ typedef struct kt_variant {
     const kn_ops *ops;
 } kt_variant;
 
-/* Fills out[] (room for 4) with the SIMD tables the CPU supports (the
- * reference is not listed) and reports each one it skips. */
-static inline int kt_simd_variants(kt_variant out[4])
+#define KT_MAX_VARIANTS 6
+
+/* Fills out[] (room for KT_MAX_VARIANTS) with the SIMD tables the CPU
+ * supports (the reference is not listed) and reports each one it skips. */
+static inline int kt_simd_variants(kt_variant out[KT_MAX_VARIANTS])
 {
     kn_cpu_features f = kn_cpu_detect();
     bool avx2 = f.avx2 && f.fma && f.f16c;
     bool avx512 = avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni;
-    const kn_ops *t[4] = {kn_ops_avx2(), kn_ops_avx2_int8(), kn_ops_avx512(), kn_ops_avx512_int8()};
-    bool ok[4] = {avx2, avx2, avx512, avx512};
+    static const char *names[KT_MAX_VARIANTS] = {"avx2", "avx2-exact", "avx2-int8",
+                                                 "avx512", "avx512-exact", "avx512-int8"};
+    const kn_ops *t[KT_MAX_VARIANTS] = {kn_ops_avx2(), kn_ops_avx2_exact(), kn_ops_avx2_int8(),
+                                        kn_ops_avx512(), kn_ops_avx512_exact(), kn_ops_avx512_int8()};
     int n = 0;
-    for (int i = 0; i < 4; i++) {
-        if (t[i] && ok[i]) out[n++] = (kt_variant){t[i]->isa, t[i]};
-        else print_message("skipped variant %s: %s\n", i < 2 ? (i ? "avx2-int8" : "avx2") : (i == 2 ? "avx512" : "avx512-int8"),
-                           t[i] ? "CPU lacks it" : "not built");
+    for (int i = 0; i < KT_MAX_VARIANTS; i++) {
+        if (t[i] && (i < 3 ? avx2 : avx512)) out[n++] = (kt_variant){t[i]->isa, t[i]};
+        else print_message("skipped variant %s: %s\n", names[i], t[i] ? "CPU lacks it" : "not built");
     }
     return n;
 }

@@ -312,7 +312,7 @@ static void test_attention_ref(void **state)
 
 static void test_attention_simd(void **state)
 {
-    kt_variant v[4];
+    kt_variant v[KT_MAX_VARIANTS];
     int nv = kt_simd_variants(v);
     if (nv == 0) skip();
     for (int i = 0; i < nv; i++) {

@@ -1,7 +1,8 @@
 /* test_matmul.c - kernels room: kn_matmul and kn_weight_row in every
  * weight format. The reference is checked against a naive double-precision
  * product of the test's own unpacked weights; every SIMD table the CPU
- * supports is checked against the same, at sizes 1, 7, 31, 33, 63, 4095
+ * supports (int16 hi+lo, f32 and int8 activations for Q4/Q8) is checked against
+ * the same, at sizes 1, 7, 31, 33, 63, 4095
  * (float formats) and at the group edges 32/64/128 (quantized), for
  * n_tokens 1..9, with unaligned views, padded strides, 1 and 3 threads, and
  * token counts above the context's max_tokens.
@@ -17,14 +18,21 @@
  *              reference's sum (s_g q_c + b_g) x_c: (cols + 16) u times
  *              2 (S + sum_c |s_g q_c x_c|), as |b_g x_c| <= |w_c x_c| +
  *              |s_g q_c x_c| bounds the bias products.
- *   TOL_QX     for Q4/Q8 kernels that quantize x to int8 per 32-block
- *              (x_c ~ d_b * qx_c, d_b = amax_b / 127, |x_c - d_b qx_c| <=
- *              d_b / 2) while the bias term uses the exact f32 group sum:
- *                |y - y_ref| <= sum_c |s_g q_c| * amax_b / 254
- *              i.e. a relative error of at most 1/254 (0.4%) of
- *              sum_c |s_g q_c| * max|x in c's block|; plus (cols + 16) u
- *              times sum_c (|w_c x_c| + |s_g q_c| (|x_c| + amax_b)) for the
- *              f32 arithmetic that follows the exact integer dot products.
+ *   TOL_QX     for Q4/Q8 kernels that quantize x per 32-block, the bias
+ *              term using the exact f32 group sum:
+ *                |y - y_ref| <= sum_c |s_g q_c| * e_c
+ *              where e_c bounds |x_c - x_hat_c|:
+ *               - int8: x_hat = d_b q, d_b = amax_b / 127, e_c = d_b / 2:
+ *                 a relative error of at most 1/254 (0.4%) of
+ *                 sum_c |s_g q_c| amax_b;
+ *               - int16 hi + lo (the default): x_hat = d_b (h + l 2^-15)
+ *                 with h = round(x id_b), l = round(2^15 fl(x id_b - h)),
+ *                 id_b = fl(32767 / amax_b): e_c = |x_c| 2^-22 (d_b and
+ *                 id_b rounded) + d_b (2^-16 + 2^-25) (l's rounding and
+ *                 the residual's);
+ *              plus (cols + 16) u times sum_c (|w_c x_c| + |s_g q_c| (|x_c|
+ *              + amax_b)) for the f32 arithmetic that follows the exact
+ *              integer dot products.
  */
 #include "kn_test.h"
 
@@ -36,7 +44,7 @@ typedef struct mm_case {
 } mm_case;
 
 /* Largest error/tolerance ratio seen per check kind (printed at the end). */
-static double g_worst_float, g_worst_qx, g_worst_qf;
+static double g_worst_float, g_worst_qx8, g_worst_qx16, g_worst_qf;
 
 static double block_amax(const float *x, size_t cols, size_t c)
 {
@@ -44,6 +52,14 @@ static double block_amax(const float *x, size_t cols, size_t c)
     double m = 0;
     for (size_t i = b0; i < b1; i++) m = fabs(x[i]) > m ? fabs(x[i]) : m;
     return m;
+}
+
+/* Bound on |x - x_hat| for one activation quantized per 32-block to int8
+ * or to int16 hi + lo (TOL_QX above). */
+static double act_err(int bits, double x, double amax)
+{
+    if (bits == 8) return amax / 254.0;
+    return fabs(x) * 0x1p-22 + amax / 32767.0 * (0x1p-16 + 0x1p-25) * (1 + 0x1p-20);
 }
 
 /* Runs one matmul through ctx and checks every output against the naive
@@ -74,7 +90,7 @@ static void check_one(kn_ctx *kc, const kt_weight *k, size_t n_tokens, kt_rng *r
                 sq_abs += aq[c] * fabs(xt[c]);
                 if (qx) {
                     double am = amax[c];
-                    qbound += aq[c] * am / 254.0;
+                    qbound += aq[c] * act_err(kc->ops->act_bits, xt[c], am);
                     qterm += aq[c] * (fabs(xt[c]) + am);
                 }
             }
@@ -90,7 +106,8 @@ static void check_one(kn_ctx *kc, const kt_weight *k, size_t n_tokens, kt_rng *r
                          kn_ctx_isa(kc), kn_dtype_name(w->dtype), rows, cols, w->group_size, t,
                          n_tokens, row, y[t * ldy + row], exact, err, tol);
             double ratio = err / tol;
-            if (qx && ratio > g_worst_qx) g_worst_qx = ratio;
+            double *worst_qx = kc->ops->act_bits == 8 ? &g_worst_qx8 : &g_worst_qx16;
+            if (qx && ratio > *worst_qx) *worst_qx = ratio;
             if (qf && ratio > g_worst_qf) g_worst_qf = ratio;
             if (!is_ref && !quant && ratio > g_worst_float) g_worst_float = ratio;
         }
@@ -173,7 +190,7 @@ static void test_ref_quant(void **state)
 static void test_simd_float(void **state)
 {
     tp_pool *pool = *state;
-    kt_variant v[4];
+    kt_variant v[KT_MAX_VARIANTS];
     int nv = kt_simd_variants(v);
     if (nv == 0) skip();
     mm_case cases[128];
@@ -189,7 +206,7 @@ static void test_simd_float(void **state)
 static void test_simd_quant(void **state)
 {
     tp_pool *pool = *state;
-    kt_variant v[4];
+    kt_variant v[KT_MAX_VARIANTS];
     int nv = kt_simd_variants(v);
     if (nv == 0) skip();
     mm_case cases[128];
@@ -198,8 +215,8 @@ static void test_simd_quant(void **state)
         run_cases(v[i].ops, cases, n, NULL, true);
         run_cases(v[i].ops, cases, n, pool, false);
     }
-    print_message("worst quantized error / TOL_QX (int8 act): %.3g, / TOL_QF (f32 act): %.3g\n",
-                  g_worst_qx, g_worst_qf);
+    print_message("worst quantized error / TOL_QX (int16 hi+lo act): %.3g, (int8 act): %.3g, / "
+                  "TOL_QF (f32 act): %.3g\n", g_worst_qx16, g_worst_qx8, g_worst_qf);
 }
 
 /* The chosen table of a default context, and force_ref. */
@@ -214,11 +231,21 @@ static void test_dispatch(void **state)
     print_message("cpu: avx2=%d fma=%d f16c=%d avx512f=%d bw=%d vl=%d vnni=%d bf16=%d -> %s\n",
                   f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512_vnni,
                   f.avx512_bf16, kn_ctx_isa(kc));
-    if (f.avx2 && f.fma && f.f16c && kn_ops_avx2()) assert_string_not_equal(kn_ctx_isa(kc), "ref");
+    bool simd = f.avx2 && f.fma && f.f16c && kn_ops_avx2();
+    if (simd) { /* the default quantizes Q4/Q8 activations to int16 hi + lo */
+        assert_string_not_equal(kn_ctx_isa(kc), "ref");
+        assert_null(strchr(kn_ctx_isa(kc), '-'));
+        assert_int_equal(kc->ops->act_bits, 16);
+    }
     assert_null(kn_ctx_pool(kc));
     kn_ctx_destroy(kc);
-    if (f.avx2 && f.fma && f.f16c && kn_ops_avx2()) {
-        p.q_int8_act = true;
+    if (simd) {
+        p.q_exact = true;
+        assert_int_equal(kn_ctx_create(&p, &kc, &err), SEM_OK);
+        assert_non_null(strstr(kn_ctx_isa(kc), "-exact"));
+        assert_false(kc->ops->uses_qx);
+        kn_ctx_destroy(kc);
+        p.q_int8_act = true; /* wins over q_exact */
         assert_int_equal(kn_ctx_create(&p, &kc, &err), SEM_OK);
         assert_non_null(strstr(kn_ctx_isa(kc), "-int8"));
         kn_ctx_destroy(kc);
@@ -238,7 +265,7 @@ static void test_dispatch(void **state)
 static void test_batch_invariance(void **state)
 {
     tp_pool *pool = *state;
-    kt_variant v[5];
+    kt_variant v[KT_MAX_VARIANTS + 1];
     int nv = kt_simd_variants(v);
     v[nv++] = (kt_variant){"ref", kn_ops_ref()};
     mm_case cases[128];

@@ -1,10 +1,10 @@
 /* test_matmul_group.c - kn_matmul_group gives exactly (bit for bit) what
  * kn_matmul gives on each item, on every dispatch table this CPU runs (the
- * reference, AVX2, AVX2 with int8 activations, AVX-512): random groups of
+ * reference; AVX2 and AVX-512 each with int16, f32 and int8 activations): random groups of
  * 1..KN_GROUP_MAX items mixing every weight format, group sizes 32/64/128,
  * row counts that do not divide the blocks, 0..6 tokens, strided
  * activations and outputs, unaligned weight views, items sharing their
- * input (quantized once). Also groups whose int8 activations overflow the
+ * input (quantized once). Also groups whose quantized activations overflow the
  * scratch (run in parts, or per item), and that nothing around the output
  * rows is written.
  */
@@ -92,12 +92,12 @@ static void test_group_equals_matmul(void **state)
     tp_pool *pool;
     sem_err err;
     assert_int_equal(tp_create(2, &pool, &err), SEM_OK);
-    kt_variant v[4];
+    kt_variant v[KT_MAX_VARIANTS];
     int nv = kt_simd_variants(v);
     run_table(kn_ops_ref(), "ref", pool, 64);
     for (int i = 0; i < nv; i++) {
         run_table(v[i].ops, v[i].name, pool, 64);
-        run_table(v[i].ops, v[i].name, pool, 1); /* int8 scratch for one token: the fallback path */
+        run_table(v[i].ops, v[i].name, pool, 1); /* scratch for one token: the fallback path */
     }
     tp_destroy(pool);
 }

@@ -10,7 +10,14 @@
 
 #include <immintrin.h>
 
-static inline float kn_hsum256(__m256 v)
+/* Always inlined: GCC may otherwise outline a helper that takes a __m256
+ * argument and return from it without VZEROUPPER, and a caller that
+ * trusts the call to leave the upper halves clean then returns to SSE
+ * code (libm's expf) with them dirty: on Zen 3 every later SSE
+ * instruction paid for it (kn_silu_mul ran 20x slower after a matmul). */
+#define KN_AVX_INLINE static inline __attribute__((always_inline))
+
+KN_AVX_INLINE float kn_hsum256(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -19,18 +26,18 @@ static inline float kn_hsum256(__m256 v)
 }
 
 /* 8 halves / bfloat16s at p (any alignment) as f32. */
-static inline __m256 kn_ld8_f16(const void *p)
+KN_AVX_INLINE __m256 kn_ld8_f16(const void *p)
 {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
-static inline __m256 kn_ld8_bf16(const void *p)
+KN_AVX_INLINE __m256 kn_ld8_bf16(const void *p)
 {
     __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
 }
 
 /* Converts n scale/bias values starting at element i0 of p to f32. */
-static inline void kn_scales_f32(kn_dtype t, const void *p, size_t i0, size_t n, float *out)
+KN_AVX_INLINE void kn_scales_f32(kn_dtype t, const void *p, size_t i0, size_t n, float *out)
 {
     const uint8_t *b = p;
     size_t i = 0;
@@ -52,7 +59,7 @@ static inline void kn_scales_f32(kn_dtype t, const void *p, size_t i0, size_t n,
  * tiles are small, so that about 2 KiB or more are in flight). Measured on
  * Zen 3: about +60% on a SmolLM2-shaped decode. Prefetch never faults, so
  * running past the matrix end is harmless. rb = bytes per row. */
-static inline const uint8_t *kn_prefetch_base(const uint8_t *w0, size_t rb)
+KN_AVX_INLINE const uint8_t *kn_prefetch_base(const uint8_t *w0, size_t rb)
 {
     /* integer math: the address may lie past the matrix */
     return (const uint8_t *)((uintptr_t)w0 + 4 * rb + (4 * rb < 4096 ? 4 * rb : 0));

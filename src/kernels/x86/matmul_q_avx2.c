@@ -1,21 +1,47 @@
 /* matmul_q_avx2.c - AVX2 matmul for the MLX affine Q4/Q8 formats, on
- * activations quantized once per call to int8 per 32-element block.
+ * activations quantized once per call per 32-element block: to two int16
+ * planes (the default tables) or to int8 (the opt-in _int8 tables).
  *
  * For a row, with s_g, b_g the group's scale and bias and x ~ d_k * xq:
  *   y = sum_g [ s_g * sum_{k in g} d_k * sum_{c in k} q_c xq_c ] + b_g * X_g
  * where X_g is the exact f32 sum of x over the group, so the bias term
- * carries no activation-quantization error (kn_impl.h, kn_qx).
+ * carries no activation-quantization error (kn_impl.h, kn_qx). The integer
+ * dot products are exact, so the only rounding besides f32 arithmetic is
+ * that of x.
  *
- * Q4: the low nibbles of 32 weight bytes are the 32 even elements of a
- * 64-element chunk and the high nibbles the odd ones, so the activations are
- * stored evens-then-odds per chunk and one maddubs (u8 0..15 x s8, no
- * saturation: 2 * 15 * 127 < 2^15) per half does 32 products with no weight
- * shuffle. Q8 (u8 0..255 would saturate maddubs) uses q - 128 with the
- * abs/sign trick (|q - 128| <= 128: 2 * 128 * 127 < 2^15) and folds
- * 128 * s_g into the bias: (b_g + 128 s_g) * X_g.
+ * int16 (ACT 16), pmaddwd, the default: x ~ d_k * (hi + lo * 2^-15),
+ * d_k = amax_k / 32767, hi = round(x / d_k), lo = the rounded residual.
+ * One int16 plane alone would round x by up to amax_k / 65534, which the
+ * random reference models amplify to ~5e-4 of the logits (against a 1e-4
+ * tolerance); with the lo plane the error is about 2^-31 amax_k + 2^-22
+ * |x|, as small as f32 arithmetic's, for twice the pmaddwd work (Q4 still
+ * about 1.8x faster than the f32 kernels of matmul_qf_avx2.c). Q4 reads
+ * 32 weight bytes as 16 u16 lanes of four nibbles each; three shifts and
+ * masks give elements 4j, 4j+1, 4j+2, 4j+3 of the 64-element chunk in lane
+ * j of four vectors, so each plane stores the activations in that order
+ * (kn_qx, KN_QX_I16_Q4) and four pmaddwd (u4 x s16, pairs summed in s32)
+ * do 64 products. Q8 reads 32 weight bytes as 16 u16 lanes: low bytes
+ * (even elements) and high bytes (odd) against activations stored
+ * evens-then-odds per 32-block. Per chunk the hi and lo sums are combined
+ * in f32 as hi + lo * 2^-15.
+ *
+ * int8 (ACT 8), pmaddubsw: Q4 takes the low nibbles of 32 weight bytes as
+ * the 32 even elements of a 64-element chunk and the high nibbles as the
+ * odd ones, so the activations are stored evens-then-odds per chunk and
+ * one maddubs (u8 0..15 x s8, no saturation: 2 * 15 * 127 < 2^15) per half
+ * does 32 products with no weight shuffle. Q8 (u8 0..255 would saturate
+ * maddubs) uses q - 128 with the abs/sign trick (|q - 128| <= 128: 2 * 128
+ * * 127 < 2^15) and folds 128 * s_g into the bias: (b_g + 128 s_g) * X_g.
+ *
+ * Both give, per 64-element chunk, 8 s32 lanes of which 0-3 belong to the
+ * chunk's first 32-block and 4-7 to its second (Q8: one 32-block), so the
+ * f32 folding that follows is shared.
  *
  * Each pass handles up to 4 rows x 1 token (decode) or 1 row x 4 tokens
- * (prefill: each weight chunk is decoded once per tile of tokens).
+ * (prefill: each weight chunk is decoded once per tile of tokens). Per
+ * (row, token) both do the same f32 operations in the same order on the
+ * same exact integer sums, so a token's result does not depend on the
+ * other tokens of the call (batch-invariant, bit for bit).
  *
  * Thread: any; a call writes only rows [r0, r1) of y.
  */
@@ -28,29 +54,64 @@ enum { SEG = 128 };
 
 /* ---- activation quantization ---------------------------------------------- */
 
-/* Quantizes x[0..32) to int8 in natural order; returns the bytes and sets
- * *d (the block scale) and *sum (the f32 sum of the block). */
-KN_INLINE __m256i quant32(const float *x, float *d, float *sum)
+/* The block's amax, its scale d = amax / qmax and its f32 sum; returns
+ * qmax / amax (0 for an all-zero block). */
+KN_INLINE float block_stats(const __m256 v[4], float qmax, float *d, float *sum)
 {
-    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
-    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
     __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     h = _mm_max_ps(h, _mm_movehl_ps(h, h));
     h = _mm_max_ss(h, _mm_movehdup_ps(h));
     float amax = _mm_cvtss_f32(h);
-    *d = amax / 127.0f;
-    *sum = kn_hsum256(_mm256_add_ps(_mm256_add_ps(v0, v1), _mm256_add_ps(v2, v3)));
-    __m256 id = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+    *d = amax / qmax;
+    *sum = kn_hsum256(_mm256_add_ps(_mm256_add_ps(v[0], v[1]), _mm256_add_ps(v[2], v[3])));
+    return amax > 0 ? qmax / amax : 0.0f;
+}
+
+/* Quantizes x[0..32) to int8 in natural order; returns the bytes and sets
+ * *d (the block scale) and *sum (the f32 sum of the block). */
+KN_INLINE __m256i quant32(const float *x, float *d, float *sum)
+{
+    __m256 v[4] = {_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8), _mm256_loadu_ps(x + 16),
+                   _mm256_loadu_ps(x + 24)};
+    __m256 id = _mm256_set1_ps(block_stats(v, 127.0f, d, sum));
     /* cvtps rounds to nearest even (MXCSR default); |x * id| <= 127 */
-    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id));
-    __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id));
-    __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id));
-    __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v[0], id));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v[1], id));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v[2], id));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v[3], id));
     __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
     return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* Packs 32 int32 lanes (natural order) to int16 into q[32]. */
+KN_INLINE void pack32_i16(const __m256i i[4], int16_t *q)
+{
+    __m256i a = _mm256_packs_epi32(i[0], i[1]), b = _mm256_packs_epi32(i[2], i[3]);
+    _mm256_storeu_si256((__m256i *)q, _mm256_permute4x64_epi64(a, 0xd8));
+    _mm256_storeu_si256((__m256i *)(q + 16), _mm256_permute4x64_epi64(b, 0xd8));
+}
+
+/* Quantizes x[0..32) to int16 in natural order: hi[32] = round(x * id)
+ * and lo[32] = round(2^15 * (x * id - hi)), the residual of the exact
+ * product (one FMA), so x ~ d * (hi + lo * 2^-15). */
+KN_INLINE void quant32_i16(const float *x, int16_t *hi, int16_t *lo, float *d, float *sum)
+{
+    __m256 v[4] = {_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8), _mm256_loadu_ps(x + 16),
+                   _mm256_loadu_ps(x + 24)};
+    __m256 id = _mm256_set1_ps(block_stats(v, 32767.0f, d, sum));
+    __m256i h[4], l[4];
+    for (int k = 0; k < 4; k++) {
+        /* |x * id| <= 32767 up to one rounding, and packs saturates */
+        h[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id));
+        /* the residual of the exact product, |r| <= 1/2 (+ rounding) */
+        __m256 r = _mm256_fmsub_ps(v[k], id, _mm256_cvtepi32_ps(h[k]));
+        l[k] = _mm256_cvtps_epi32(_mm256_mul_ps(r, _mm256_set1_ps(32768.0f)));
+    }
+    pack32_i16(h, hi);
+    pack32_i16(l, lo);
 }
 
 /* Natural-order bytes -> per 16-byte lane: 8 evens then 8 odds, then
@@ -62,8 +123,44 @@ KN_INLINE __m256i evens_odds(__m256i b)
     return _mm256_permute4x64_epi64(_mm256_shuffle_epi8(b, sh), 0xd8);
 }
 
+/* The int16 layouts (kn_impl.h): a piece of n elements stored as `ways`
+ * vectors, vector p holding elements p, p + ways, p + 2 ways, ... */
+static void store_strided(const int16_t *nat, int16_t *out, size_t n, size_t ways)
+{
+    for (size_t p = 0; p < ways; p++)
+        for (size_t j = 0; j < n / ways; j++) out[p * (n / ways) + j] = nat[j * ways + p];
+}
+
+/* The int16 layouts: each token row holds the hi plane, then the lo
+ * plane, cols elements each. */
+static void quantize_i16(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout)
+{
+    size_t cols = qx->cols, nb = cols / 32, bpg = (size_t)qx->group_size / 32;
+    int16_t *q = qx->q16 + t * cols * 2, nat[2][64];
+    float *d = qx->d + t * nb * 4, *gsum = qx->gsum + t * (cols / (size_t)qx->group_size);
+    float gacc = 0;
+    for (size_t b = 0; b < nb; b++) {
+        float db, sb;
+        size_t o = 32 * (b % 2);
+        quant32_i16(x + 32 * b, nat[0] + o, nat[1] + o, &db, &sb);
+        _mm_storeu_ps(d + 4 * b, _mm_set1_ps(db));
+        gacc += sb;
+        if ((b + 1) % bpg == 0) gsum[b / bpg] = gacc, gacc = 0;
+        for (size_t plane = 0; plane < 2; plane++) {
+            int16_t *out = q + plane * cols;
+            if (layout == KN_QX_I16_Q8) store_strided(nat[plane] + o, out + 32 * b, 32, 2);
+            else if (b % 2) store_strided(nat[plane], out + 32 * (b - 1), 64, 4);
+            else if (b + 1 == nb) store_strided(nat[plane], out + 32 * b, 32, 4); /* a trailing half chunk */
+        }
+    }
+}
+
 void kn_avx2_quantize(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout)
 {
+    if (layout == KN_QX_I16_Q4 || layout == KN_QX_I16_Q8) {
+        quantize_i16(x, qx, t, layout);
+        return;
+    }
     size_t cols = qx->cols, nb = cols / 32, bpg = (size_t)qx->group_size / 32;
     int8_t *q = qx->q + t * cols;
     float *d = qx->d + t * nb * 4, *gsum = qx->gsum + t * (cols / (size_t)qx->group_size);
@@ -112,8 +209,32 @@ typedef struct q_args {
     size_t ng;                  /* groups per row */
 } q_args;
 
+/* With hi and lo planes the activations of a chunk need 8 registers;
+ * kept across a 4-row tile they spill. A compiler barrier between rows
+ * makes GCC read them as memory operands of pmaddwd (L1 loads) instead. */
+#define RELOAD(ACT)                                                                            \
+    do {                                                                                       \
+        if ((ACT) == 16) __asm__ volatile("" ::: "memory");                                     \
+    } while (0)
+
+/* Token t's activations from element c, int8 or int16 as ACT says (int16:
+ * the hi plane; the lo plane follows cols elements later). */
+KN_INLINE const void *x_at(const kn_qx *qx, size_t t, size_t c, int ACT)
+{
+    if (ACT == 8) return qx->q + t * qx->cols + c;
+    return qx->q16 + t * qx->cols * 2 + c;
+}
+
+KN_INLINE __m256i ld256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* The int32 dot products with the hi and lo planes as f32: hi + lo 2^-15. */
+KN_INLINE __m256 combine(__m256i hi, __m256i lo)
+{
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_set1_ps(0x1p-15f), _mm256_cvtepi32_ps(hi));
+}
+
 /* acc + sum over groups [0, gn) of bias'[g] * X[g], where bias' is bi[g]
- * (+ 128 * sc[g] for Q8, see the top comment). */
+ * (+ 128 * sc[g] for int8 Q8, see the top comment). */
 KN_INLINE __m256 bias_term(__m256 acc, const float *bi, const float *sc, bool q8,
                            const float *gsum, size_t gn)
 {
@@ -138,31 +259,58 @@ KN_INLINE void load_sb(const kn_weight *w, size_t ng, size_t r, size_t g0, size_
 
 /* ---- Q4 ------------------------------------------------------------------------- */
 
-/* Integer dot of one 64-element chunk (32 weight bytes at wp) with the
- * evens/odds activations, as 8 f32 lanes: lanes 0-3 hold the first
- * 32-block's partial sums, lanes 4-7 the second's. */
-KN_INLINE __m256 q4_isum(const uint8_t *wp, __m256i xe, __m256i xo)
+/* Integer dot of one 64-element chunk (32 weight bytes at wp) with token
+ * t's activations from element c, as 8 f32 lanes: lanes 0-3 hold the
+ * first 32-block's partial sums, lanes 4-7 the second's. */
+KN_INLINE __m256 q4_isum(const uint8_t *wp, const void *xp, size_t cols, int ACT)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256i wv = _mm256_loadu_si256((const __m256i *)wp);
-    __m256i lo = _mm256_and_si256(wv, m4);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), m4);
-    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xe), _mm256_maddubs_epi16(hi, xo));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+    __m256i wv = ld256(wp);
+    if (ACT == 8) {
+        const int8_t *xq = xp;
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        __m256i lo = _mm256_and_si256(wv, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), m4);
+        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ld256(xq)), _mm256_maddubs_epi16(hi, ld256(xq + 32)));
+        return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+    }
+    const int16_t *xh = xp, *xl = xh + cols;
+    const __m256i m4 = _mm256_set1_epi16(0x0f);
+    __m256i n0 = _mm256_and_si256(wv, m4);
+    __m256i n1 = _mm256_and_si256(_mm256_srli_epi16(wv, 4), m4);
+    __m256i n2 = _mm256_and_si256(_mm256_srli_epi16(wv, 8), m4);
+    __m256i n3 = _mm256_srli_epi16(wv, 12);
+    __m256i sh = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(n0, ld256(xh)), _mm256_madd_epi16(n1, ld256(xh + 16))),
+                                  _mm256_add_epi32(_mm256_madd_epi16(n2, ld256(xh + 32)), _mm256_madd_epi16(n3, ld256(xh + 48))));
+    __m256i sl = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(n0, ld256(xl)), _mm256_madd_epi16(n1, ld256(xl + 16))),
+                                  _mm256_add_epi32(_mm256_madd_epi16(n2, ld256(xl + 32)), _mm256_madd_epi16(n3, ld256(xl + 48))));
+    return combine(sh, sl);
 }
 
-/* The same for a lone trailing 32-block (16 weight bytes), in lanes 0-3. */
-KN_INLINE __m256 q4_isum_half(const uint8_t *wp, const int8_t *xq)
+/* The same for a lone trailing 32-block (16 weight bytes) of token t at
+ * element c, in lanes 0-3. */
+KN_INLINE __m256 q4_isum_half(const uint8_t *wp, const kn_qx *qx, size_t t, size_t c, int ACT)
 {
-    const __m128i m4 = _mm_set1_epi8(0x0f);
     __m128i wv = _mm_loadu_si128((const __m128i *)wp);
-    __m128i lo = _mm_and_si128(wv, m4);
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(wv, 4), m4);
-    __m128i xe = _mm_loadu_si128((const __m128i *)xq);
-    __m128i xo = _mm_loadu_si128((const __m128i *)(xq + 16));
-    __m128i p = _mm_add_epi16(_mm_maddubs_epi16(lo, xe), _mm_maddubs_epi16(hi, xo));
-    __m128 f = _mm_cvtepi32_ps(_mm_madd_epi16(p, _mm_set1_epi16(1)));
-    return _mm256_insertf128_ps(_mm256_setzero_ps(), f, 0);
+    if (ACT == 8) {
+        const int8_t *xq = qx->q + t * qx->cols + c;
+        const __m128i m4 = _mm_set1_epi8(0x0f);
+        __m128i lo = _mm_and_si128(wv, m4);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(wv, 4), m4);
+        __m128i xe = _mm_loadu_si128((const __m128i *)xq);
+        __m128i xo = _mm_loadu_si128((const __m128i *)(xq + 16));
+        __m128i p = _mm_add_epi16(_mm_maddubs_epi16(lo, xe), _mm_maddubs_epi16(hi, xo));
+        __m128i s = _mm_madd_epi16(p, _mm_set1_epi16(1));
+        return _mm256_insertf128_ps(_mm256_setzero_ps(), _mm_cvtepi32_ps(s), 0);
+    }
+    const int16_t *xh = x_at(qx, t, c, ACT);
+    const __m128i m4 = _mm_set1_epi16(0x0f);
+    __m128i n[4] = {_mm_and_si128(wv, m4), _mm_and_si128(_mm_srli_epi16(wv, 4), m4),
+                    _mm_and_si128(_mm_srli_epi16(wv, 8), m4), _mm_srli_epi16(wv, 12)};
+    __m128i s[2] = {_mm_setzero_si128(), _mm_setzero_si128()};
+    for (int plane = 0; plane < 2; plane++)
+        for (int k = 0; k < 4; k++)
+            s[plane] = _mm_add_epi32(s[plane], _mm_madd_epi16(n[k], _mm_loadu_si128((const __m128i *)(xh + plane * qx->cols + 8 * (size_t)k))));
+    return combine(_mm256_castsi128_si256(s[0]), _mm256_castsi128_si256(s[1]));
 }
 
 /* Per-lane group scales of the chunk starting at group g: for GS 32 the
@@ -174,11 +322,11 @@ KN_INLINE __m256 chunk_scale(const float *sc, size_t g, size_t GS)
 }
 
 /* Decode: 4 rows from r, one token. Accumulators stay in registers. */
-KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS)
+KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS, int ACT)
 {
     const kn_weight *w = a->w;
     const kn_qx *qx = a->qx;
-    size_t ng = a->ng, rb = a->rb;
+    size_t ng = a->ng, rb = a->rb, cols = w->cols;
     const uint8_t *w0 = (const uint8_t *)w->data + r * rb;
     const uint8_t *pf = kn_prefetch_base(w0, rb); /* 128 bytes per chunk */
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -197,27 +345,28 @@ KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS)
             __m256 s0 = chunk_scale(sc[0], g, GS), s1 = chunk_scale(sc[1], g, GS);
             __m256 s2 = chunk_scale(sc[2], g, GS), s3 = chunk_scale(sc[3], g, GS);
             for (size_t k = 0; k < (GS == 128 ? 2 : 1); k++, c += 64) {
-                const int8_t *xq = qx->q + c;
-                __m256i xe = _mm256_loadu_si256((const __m256i *)xq);
-                __m256i xo = _mm256_loadu_si256((const __m256i *)(xq + 32));
                 __m256 d = _mm256_loadu_ps(qx->d + c / 8);
                 const uint8_t *wp = w0 + c / 2;
+                const void *xp = x_at(qx, 0, c, ACT);
                 _mm_prefetch((const char *)(pf + 2 * c), _MM_HINT_T0);
                 _mm_prefetch((const char *)(pf + 2 * c + 64), _MM_HINT_T0);
-                a0 = _mm256_fmadd_ps(q4_isum(wp, xe, xo), _mm256_mul_ps(d, s0), a0);
-                a1 = _mm256_fmadd_ps(q4_isum(wp + rb, xe, xo), _mm256_mul_ps(d, s1), a1);
-                a2 = _mm256_fmadd_ps(q4_isum(wp + 2 * rb, xe, xo), _mm256_mul_ps(d, s2), a2);
-                a3 = _mm256_fmadd_ps(q4_isum(wp + 3 * rb, xe, xo), _mm256_mul_ps(d, s3), a3);
+                a0 = _mm256_fmadd_ps(q4_isum(wp, xp, cols, ACT), _mm256_mul_ps(d, s0), a0);
+                RELOAD(ACT);
+                a1 = _mm256_fmadd_ps(q4_isum(wp + rb, xp, cols, ACT), _mm256_mul_ps(d, s1), a1);
+                RELOAD(ACT);
+                a2 = _mm256_fmadd_ps(q4_isum(wp + 2 * rb, xp, cols, ACT), _mm256_mul_ps(d, s2), a2);
+                RELOAD(ACT);
+                a3 = _mm256_fmadd_ps(q4_isum(wp + 3 * rb, xp, cols, ACT), _mm256_mul_ps(d, s3), a3);
             }
         }
         if (c < c_end) { /* GS 32 with an odd block count: the last block */
             size_t g = gn - 1;
             float d = qx->d[c / 8];
             const uint8_t *wp = w0 + c / 2;
-            a0 = _mm256_fmadd_ps(q4_isum_half(wp, qx->q + c), _mm256_set1_ps(d * sc[0][g]), a0);
-            a1 = _mm256_fmadd_ps(q4_isum_half(wp + rb, qx->q + c), _mm256_set1_ps(d * sc[1][g]), a1);
-            a2 = _mm256_fmadd_ps(q4_isum_half(wp + 2 * rb, qx->q + c), _mm256_set1_ps(d * sc[2][g]), a2);
-            a3 = _mm256_fmadd_ps(q4_isum_half(wp + 3 * rb, qx->q + c), _mm256_set1_ps(d * sc[3][g]), a3);
+            a0 = _mm256_fmadd_ps(q4_isum_half(wp, qx, 0, c, ACT), _mm256_set1_ps(d * sc[0][g]), a0);
+            a1 = _mm256_fmadd_ps(q4_isum_half(wp + rb, qx, 0, c, ACT), _mm256_set1_ps(d * sc[1][g]), a1);
+            a2 = _mm256_fmadd_ps(q4_isum_half(wp + 2 * rb, qx, 0, c, ACT), _mm256_set1_ps(d * sc[2][g]), a2);
+            a3 = _mm256_fmadd_ps(q4_isum_half(wp + 3 * rb, qx, 0, c, ACT), _mm256_set1_ps(d * sc[3][g]), a3);
         }
     }
     y[r] = kn_hsum256(a0);
@@ -229,13 +378,12 @@ KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS)
 /* One row, NT (1 or 4) tokens from t0: each weight chunk is loaded once
  * and used for every token of the tile. */
 KN_INLINE void q4_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t ldy, int NT,
-                         size_t GS)
+                         size_t GS, int ACT)
 {
     const kn_weight *w = a->w;
     const kn_qx *qx = a->qx;
     size_t ng = a->ng, cols = w->cols, nbd = cols / 8;
     const uint8_t *wr = (const uint8_t *)w->data + r * a->rb;
-    const int8_t *x0 = qx->q + t0 * cols;
     const float *d0 = qx->d + t0 * nbd;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     float sc[SEG], bi[SEG];
@@ -250,20 +398,11 @@ KN_INLINE void q4_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t 
         for (size_t g = 0; c + 64 <= c_end; g += step) {
             __m256 s = chunk_scale(sc, g, GS);
             for (size_t k = 0; k < (GS == 128 ? 2 : 1); k++, c += 64) {
-                const __m256i m4 = _mm256_set1_epi8(0x0f);
-                __m256i wv = _mm256_loadu_si256((const __m256i *)(wr + c / 2));
-                __m256i lo = _mm256_and_si256(wv, m4);
-                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), m4);
 #pragma GCC unroll 4
                 for (int t = 0; t < NT; t++) {
-                    const int8_t *xq = x0 + (size_t)t * cols + c;
-                    __m256i xe = _mm256_loadu_si256((const __m256i *)xq);
-                    __m256i xo = _mm256_loadu_si256((const __m256i *)(xq + 32));
-                    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xe),
-                                                 _mm256_maddubs_epi16(hi, xo));
-                    __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
                     __m256 d = _mm256_loadu_ps(d0 + (size_t)t * nbd + c / 8);
-                    acc[t] = _mm256_fmadd_ps(f, _mm256_mul_ps(d, s), acc[t]);
+                    acc[t] = _mm256_fmadd_ps(q4_isum(wr + c / 2, x_at(qx, t0 + (size_t)t, c, ACT), cols, ACT),
+                                             _mm256_mul_ps(d, s), acc[t]);
                 }
             }
         }
@@ -271,7 +410,7 @@ KN_INLINE void q4_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t 
 #pragma GCC unroll 4
             for (int t = 0; t < NT; t++) {
                 float d = d0[(size_t)t * nbd + c / 8] * sc[gn - 1];
-                acc[t] = _mm256_fmadd_ps(q4_isum_half(wr + c / 2, x0 + (size_t)t * cols + c),
+                acc[t] = _mm256_fmadd_ps(q4_isum_half(wr + c / 2, qx, t0 + (size_t)t, c, ACT),
                                          _mm256_set1_ps(d), acc[t]);
             }
         }
@@ -281,72 +420,101 @@ KN_INLINE void q4_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t 
 }
 
 KN_INLINE void mm_q4_gs(const q_args *a, size_t r0, size_t r1, float *y, size_t ldy,
-                        size_t n_tokens, size_t GS)
+                        size_t n_tokens, size_t GS, int ACT)
 {
     if (n_tokens == 1) {
         size_t r = r0;
-        for (; r + 4 <= r1; r += 4) q4_rows4(a, r, y, GS);
-        for (; r < r1; r++) q4_tokens(a, r, 0, y, ldy, 1, GS);
+        for (; r + 4 <= r1; r += 4) q4_rows4(a, r, y, GS, ACT);
+        for (; r < r1; r++) q4_tokens(a, r, 0, y, ldy, 1, GS, ACT);
         return;
     }
     for (size_t r = r0; r < r1; r++) {
         size_t t = 0;
-        for (; t + 4 <= n_tokens; t += 4) q4_tokens(a, r, t, y, ldy, 4, GS);
-        for (; t < n_tokens; t++) q4_tokens(a, r, t, y, ldy, 1, GS);
+        for (; t + 4 <= n_tokens; t += 4) q4_tokens(a, r, t, y, ldy, 4, GS, ACT);
+        for (; t < n_tokens; t++) q4_tokens(a, r, t, y, ldy, 1, GS, ACT);
     }
+}
+
+KN_INLINE void mm_q4(const kn_weight *w, size_t r0, size_t r1, const kn_qx *qx, float *y,
+                     size_t ldy, size_t n_tokens, int ACT)
+{
+    q_args a = {.w = w, .qx = qx, .rb = w->cols / 2, .ng = w->cols / (size_t)w->group_size};
+    if (w->group_size == 32) mm_q4_gs(&a, r0, r1, y, ldy, n_tokens, 32, ACT);
+    else if (w->group_size == 64) mm_q4_gs(&a, r0, r1, y, ldy, n_tokens, 64, ACT);
+    else mm_q4_gs(&a, r0, r1, y, ldy, n_tokens, 128, ACT);
 }
 
 void kn_avx2_mm_q4(const kn_weight *w, size_t r0, size_t r1, const float *x, size_t ldx,
                    const kn_qx *qx, float *y, size_t ldy, size_t n_tokens)
 {
     (void)x, (void)ldx;
-    q_args a = {.w = w, .qx = qx, .rb = w->cols / 2, .ng = w->cols / (size_t)w->group_size};
-    if (w->group_size == 32) mm_q4_gs(&a, r0, r1, y, ldy, n_tokens, 32);
-    else if (w->group_size == 64) mm_q4_gs(&a, r0, r1, y, ldy, n_tokens, 64);
-    else mm_q4_gs(&a, r0, r1, y, ldy, n_tokens, 128);
+    mm_q4(w, r0, r1, qx, y, ldy, n_tokens, 8);
+}
+
+void kn_avx2_mm_q4_i16(const kn_weight *w, size_t r0, size_t r1, const float *x, size_t ldx,
+                       const kn_qx *qx, float *y, size_t ldy, size_t n_tokens)
+{
+    (void)x, (void)ldx;
+    mm_q4(w, r0, r1, qx, y, ldy, n_tokens, 16);
 }
 
 /* ---- Q8 ------------------------------------------------------------------------- */
 
-/* Integer dot of one 32-block (32 weight bytes) with its activations, via
- * |q - 128| x sign(xq, q - 128), as 8 f32 lanes. */
-KN_INLINE __m256 q8_isum(const uint8_t *wp, __m256i xv)
+/* Integer dot of one 32-block (32 weight bytes) with token t's
+ * activations from element c, as 8 f32 lanes. int8: |q - 128| x sign(xq,
+ * q - 128); int16: the low and high bytes of each u16 lane against the
+ * evens and the odds. */
+KN_INLINE __m256 q8_isum(const uint8_t *wp, const void *xp, size_t cols, int ACT)
 {
-    __m256i ws = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)wp), _mm256_set1_epi8((char)0x80));
-    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(ws), _mm256_sign_epi8(xv, ws));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+    __m256i wv = ld256(wp);
+    if (ACT == 8) {
+        __m256i xv = ld256(xp);
+        __m256i ws = _mm256_xor_si256(wv, _mm256_set1_epi8((char)0x80));
+        __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(ws), _mm256_sign_epi8(xv, ws));
+        return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+    }
+    const int16_t *xh = xp, *xl = xh + cols;
+    __m256i lo = _mm256_and_si256(wv, _mm256_set1_epi16(0xff));
+    __m256i hi = _mm256_srli_epi16(wv, 8);
+    __m256i sh = _mm256_add_epi32(_mm256_madd_epi16(lo, ld256(xh)), _mm256_madd_epi16(hi, ld256(xh + 16)));
+    __m256i sl = _mm256_add_epi32(_mm256_madd_epi16(lo, ld256(xl)), _mm256_madd_epi16(hi, ld256(xl + 16)));
+    return combine(sh, sl);
 }
 
-KN_INLINE void q8_rows4(const q_args *a, size_t r, float *y, size_t GS)
+KN_INLINE void q8_rows4(const q_args *a, size_t r, float *y, size_t GS, int ACT)
 {
     const kn_weight *w = a->w;
     const kn_qx *qx = a->qx;
-    size_t ng = a->ng, rb = a->rb;
+    size_t ng = a->ng, rb = a->rb, cols = w->cols;
     const uint8_t *w0 = (const uint8_t *)w->data + r * rb;
     const uint8_t *pf = kn_prefetch_base(w0, rb); /* 128 bytes per chunk */
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     float sc[4][SEG], bi[4][SEG];
+    bool fold = ACT == 8;
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
         size_t gn = ng - g0 < SEG ? ng - g0 : SEG;
         for (int i = 0; i < 4; i++) load_sb(w, ng, r + (size_t)i, g0, gn, sc[i], bi[i]);
         const float *gs = qx->gsum + g0;
-        a0 = bias_term(a0, bi[0], sc[0], true, gs, gn);
-        a1 = bias_term(a1, bi[1], sc[1], true, gs, gn);
-        a2 = bias_term(a2, bi[2], sc[2], true, gs, gn);
-        a3 = bias_term(a3, bi[3], sc[3], true, gs, gn);
+        a0 = bias_term(a0, bi[0], sc[0], fold, gs, gn);
+        a1 = bias_term(a1, bi[1], sc[1], fold, gs, gn);
+        a2 = bias_term(a2, bi[2], sc[2], fold, gs, gn);
+        a3 = bias_term(a3, bi[3], sc[3], fold, gs, gn);
         size_t c = g0 * GS;
         for (size_t g = 0; g < gn; g++) {
 #pragma GCC unroll 4
             for (size_t k = 0; k < GS / 32; k++, c += 32) {
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(qx->q + c));
                 __m256 d = _mm256_broadcast_ss(qx->d + c / 8);
                 const uint8_t *wp = w0 + c;
+                const void *xp = x_at(qx, 0, c, ACT);
                 _mm_prefetch((const char *)(pf + 4 * c), _MM_HINT_T0);
                 _mm_prefetch((const char *)(pf + 4 * c + 64), _MM_HINT_T0);
-                a0 = _mm256_fmadd_ps(q8_isum(wp, xv), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[0][g])), a0);
-                a1 = _mm256_fmadd_ps(q8_isum(wp + rb, xv), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[1][g])), a1);
-                a2 = _mm256_fmadd_ps(q8_isum(wp + 2 * rb, xv), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[2][g])), a2);
-                a3 = _mm256_fmadd_ps(q8_isum(wp + 3 * rb, xv), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[3][g])), a3);
+                a0 = _mm256_fmadd_ps(q8_isum(wp, xp, cols, ACT), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[0][g])), a0);
+                RELOAD(ACT);
+                a1 = _mm256_fmadd_ps(q8_isum(wp + rb, xp, cols, ACT), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[1][g])), a1);
+                RELOAD(ACT);
+                a2 = _mm256_fmadd_ps(q8_isum(wp + 2 * rb, xp, cols, ACT), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[2][g])), a2);
+                RELOAD(ACT);
+                a3 = _mm256_fmadd_ps(q8_isum(wp + 3 * rb, xp, cols, ACT), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[3][g])), a3);
             }
         }
     }
@@ -357,36 +525,31 @@ KN_INLINE void q8_rows4(const q_args *a, size_t r, float *y, size_t GS)
 }
 
 KN_INLINE void q8_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t ldy, int NT,
-                         size_t GS)
+                         size_t GS, int ACT)
 {
     const kn_weight *w = a->w;
     const kn_qx *qx = a->qx;
     size_t ng = a->ng, cols = w->cols, nbd = cols / 8;
     const uint8_t *wr = (const uint8_t *)w->data + r * a->rb;
-    const int8_t *x0 = qx->q + t0 * cols;
     const float *d0 = qx->d + t0 * nbd;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     float sc[SEG], bi[SEG];
+    bool fold = ACT == 8;
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
         size_t gn = ng - g0 < SEG ? ng - g0 : SEG;
         load_sb(w, ng, r, g0, gn, sc, bi);
 #pragma GCC unroll 4
         for (int t = 0; t < NT; t++)
-            acc[t] = bias_term(acc[t], bi, sc, true, qx->gsum + (t0 + (size_t)t) * ng + g0, gn);
+            acc[t] = bias_term(acc[t], bi, sc, fold, qx->gsum + (t0 + (size_t)t) * ng + g0, gn);
         size_t c = g0 * GS;
         for (size_t g = 0; g < gn; g++) {
             __m256 s = _mm256_broadcast_ss(&sc[g]);
             for (size_t k = 0; k < GS / 32; k++, c += 32) {
-                __m256i ws = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wr + c)),
-                                              _mm256_set1_epi8((char)0x80));
-                __m256i wa = _mm256_abs_epi8(ws);
 #pragma GCC unroll 4
                 for (int t = 0; t < NT; t++) {
-                    __m256i xv = _mm256_loadu_si256((const __m256i *)(x0 + (size_t)t * cols + c));
-                    __m256i p = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(xv, ws));
-                    __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
                     __m256 d = _mm256_broadcast_ss(d0 + (size_t)t * nbd + c / 8);
-                    acc[t] = _mm256_fmadd_ps(f, _mm256_mul_ps(d, s), acc[t]);
+                    acc[t] = _mm256_fmadd_ps(q8_isum(wr + c, x_at(qx, t0 + (size_t)t, c, ACT), cols, ACT),
+                                             _mm256_mul_ps(d, s), acc[t]);
                 }
             }
         }
@@ -396,27 +559,40 @@ KN_INLINE void q8_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t 
 }
 
 KN_INLINE void mm_q8_gs(const q_args *a, size_t r0, size_t r1, float *y, size_t ldy,
-                        size_t n_tokens, size_t GS)
+                        size_t n_tokens, size_t GS, int ACT)
 {
     if (n_tokens == 1) {
         size_t r = r0;
-        for (; r + 4 <= r1; r += 4) q8_rows4(a, r, y, GS);
-        for (; r < r1; r++) q8_tokens(a, r, 0, y, ldy, 1, GS);
+        for (; r + 4 <= r1; r += 4) q8_rows4(a, r, y, GS, ACT);
+        for (; r < r1; r++) q8_tokens(a, r, 0, y, ldy, 1, GS, ACT);
         return;
     }
     for (size_t r = r0; r < r1; r++) {
         size_t t = 0;
-        for (; t + 4 <= n_tokens; t += 4) q8_tokens(a, r, t, y, ldy, 4, GS);
-        for (; t < n_tokens; t++) q8_tokens(a, r, t, y, ldy, 1, GS);
+        for (; t + 4 <= n_tokens; t += 4) q8_tokens(a, r, t, y, ldy, 4, GS, ACT);
+        for (; t < n_tokens; t++) q8_tokens(a, r, t, y, ldy, 1, GS, ACT);
     }
+}
+
+KN_INLINE void mm_q8(const kn_weight *w, size_t r0, size_t r1, const kn_qx *qx, float *y,
+                     size_t ldy, size_t n_tokens, int ACT)
+{
+    q_args a = {.w = w, .qx = qx, .rb = w->cols, .ng = w->cols / (size_t)w->group_size};
+    if (w->group_size == 32) mm_q8_gs(&a, r0, r1, y, ldy, n_tokens, 32, ACT);
+    else if (w->group_size == 64) mm_q8_gs(&a, r0, r1, y, ldy, n_tokens, 64, ACT);
+    else mm_q8_gs(&a, r0, r1, y, ldy, n_tokens, 128, ACT);
 }
 
 void kn_avx2_mm_q8(const kn_weight *w, size_t r0, size_t r1, const float *x, size_t ldx,
                    const kn_qx *qx, float *y, size_t ldy, size_t n_tokens)
 {
     (void)x, (void)ldx;
-    q_args a = {.w = w, .qx = qx, .rb = w->cols, .ng = w->cols / (size_t)w->group_size};
-    if (w->group_size == 32) mm_q8_gs(&a, r0, r1, y, ldy, n_tokens, 32);
-    else if (w->group_size == 64) mm_q8_gs(&a, r0, r1, y, ldy, n_tokens, 64);
-    else mm_q8_gs(&a, r0, r1, y, ldy, n_tokens, 128);
+    mm_q8(w, r0, r1, qx, y, ldy, n_tokens, 8);
+}
+
+void kn_avx2_mm_q8_i16(const kn_weight *w, size_t r0, size_t r1, const float *x, size_t ldx,
+                       const kn_qx *qx, float *y, size_t ldy, size_t n_tokens)
+{
+    (void)x, (void)ldx;
+    mm_q8(w, r0, r1, qx, y, ldy, n_tokens, 16);
 }

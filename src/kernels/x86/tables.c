@@ -3,18 +3,24 @@
  * getters run before anything checks the CPU, so only the kernels they
  * point to may use the instruction sets.
  *
- * AVX2: Q4/Q8 matmul dequantized in registers on f32 activations (exact
- * up to f32 rounding, batch-invariant: see matmul_qf_avx2.c), converted-row
- * F32/F16/BF16 matmul, the attention row kernels. AVX-512: everything
- * memory-bound or not specialised reuses the AVX2 kernels, which every
- * AVX-512 CPU runs too.
- *
- * The _int8 variants (kn_ctx_params.q_int8_act) swap in the Q4/Q8 kernels
- * on int8 activations (matmul_q_avx2.c, VNNI in matmul_q_avx512.c): 2-3x
- * less compute per weight byte, so decode stays memory-bound on fewer
- * cores, at the cost of the activation rounding bound in kernels.h. It is
- * opt-in: on small random-weight test models that rounding moved logits by
- * several percent and flipped greedy choices against the reference.
+ * Each ISA has three tables that differ only in their Q4/Q8 matmul:
+ *  - default: activations quantized per 32-block to two int16 planes (hi
+ *    and a residual lo), pmaddwd (matmul_q_avx2.c). x is represented to
+ *    about 2^-31 of its block's max (plus 2^-22 of itself), as close as
+ *    f32 arithmetic gets; the kernels are batch-invariant and stream Q4
+ *    weights about 1.8x faster per core than the f32 kernels.
+ *  - _exact (kn_ctx_params.q_exact, SEMANTIC_KERNELS=exact): weights
+ *    dequantized in registers on f32 activations (matmul_qf_avx2.c),
+ *    exact up to f32 rounding.
+ *  - _int8 (kn_ctx_params.q_int8_act, SEMANTIC_KERNELS=int8): int8
+ *    activations (matmul_q_avx2.c, VNNI in matmul_q_avx512.c), fastest in
+ *    compute, at the cost of the activation rounding bound in kernels.h; on
+ *    small random-weight test models that rounding moved logits by several
+ *    percent and flipped greedy choices against the reference.
+ * Float-format matmul (converted rows) and the attention row kernels are
+ * shared. AVX-512: everything memory-bound or not specialised reuses the
+ * AVX2 kernels, which every AVX-512 CPU runs too, so the AVX-512 default
+ * and _exact tables give the AVX2 tables' results bit for bit.
  *
  * BF16 weights: AVX512_BF16's VDPBF16PS would need the activations rounded
  * to bf16 (8 mantissa bits), a precision loss the reference does not have;
@@ -37,27 +43,23 @@
                  [KN_KV_Q4] = kn_avx2_kv_accum_q4},                                            \
     .exp_sum = kn_avx2_exp_sum, .scale = kn_avx2_scale
 
-static const kn_ops AVX2_OPS = {
-    .isa = "avx2",
-    .uses_qx = false,
-    .mm[KN_Q4] = kn_avx2_mm_q4f,
-    .mm[KN_Q8] = kn_avx2_mm_q8f,
-    X86_COMMON,
-};
+#define X86_I16                                                                                \
+    .uses_qx = true, .act_bits = 16, .quantize = kn_avx2_quantize, .q4_layout = KN_QX_I16_Q4,  \
+    .q8_layout = KN_QX_I16_Q8, .mm[KN_Q4] = kn_avx2_mm_q4_i16, .mm[KN_Q8] = kn_avx2_mm_q8_i16
+#define X86_EXACT .uses_qx = false, .mm[KN_Q4] = kn_avx2_mm_q4f, .mm[KN_Q8] = kn_avx2_mm_q8f
 
-static const kn_ops AVX512_OPS = {
-    .isa = "avx512",
-    .uses_qx = false,
-    .mm[KN_Q4] = kn_avx2_mm_q4f,
-    .mm[KN_Q8] = kn_avx2_mm_q8f,
-    X86_COMMON,
-};
+static const kn_ops AVX2_OPS = {.isa = "avx2", X86_I16, X86_COMMON};
+static const kn_ops AVX512_OPS = {.isa = "avx512", X86_I16, X86_COMMON};
+static const kn_ops AVX2_EXACT_OPS = {.isa = "avx2-exact", X86_EXACT, X86_COMMON};
+static const kn_ops AVX512_EXACT_OPS = {.isa = "avx512-exact", X86_EXACT, X86_COMMON};
 
 static const kn_ops AVX2_INT8_OPS = {
     .isa = "avx2-int8",
     .uses_qx = true,
+    .act_bits = 8,
     .quantize = kn_avx2_quantize,
     .q4_layout = KN_QX_PERMUTED,
+    .q8_layout = KN_QX_NATURAL,
     .mm[KN_Q4] = kn_avx2_mm_q4,
     .mm[KN_Q8] = kn_avx2_mm_q8,
     X86_COMMON,
@@ -66,8 +68,10 @@ static const kn_ops AVX2_INT8_OPS = {
 static const kn_ops AVX512_INT8_OPS = {
     .isa = "avx512-int8",
     .uses_qx = true,
+    .act_bits = 8,
     .quantize = kn_avx2_quantize,
     .q4_layout = KN_QX_PERMUTED128,
+    .q8_layout = KN_QX_NATURAL,
     .mm[KN_Q4] = kn_avx512_mm_q4,
     .mm[KN_Q8] = kn_avx512_mm_q8,
     X86_COMMON,
@@ -75,11 +79,15 @@ static const kn_ops AVX512_INT8_OPS = {
 
 const kn_ops *kn_ops_avx2(void) { return &AVX2_OPS; }
 const kn_ops *kn_ops_avx512(void) { return &AVX512_OPS; }
+const kn_ops *kn_ops_avx2_exact(void) { return &AVX2_EXACT_OPS; }
+const kn_ops *kn_ops_avx512_exact(void) { return &AVX512_EXACT_OPS; }
 const kn_ops *kn_ops_avx2_int8(void) { return &AVX2_INT8_OPS; }
 const kn_ops *kn_ops_avx512_int8(void) { return &AVX512_INT8_OPS; }
 #else
 const kn_ops *kn_ops_avx2(void) { return NULL; }
 const kn_ops *kn_ops_avx512(void) { return NULL; }
+const kn_ops *kn_ops_avx2_exact(void) { return NULL; }
+const kn_ops *kn_ops_avx512_exact(void) { return NULL; }
 const kn_ops *kn_ops_avx2_int8(void) { return NULL; }
 const kn_ops *kn_ops_avx512_int8(void) { return NULL; }
 #endif

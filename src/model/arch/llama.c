@@ -96,9 +96,10 @@ static void attention_block(const model *m, kn_ctx *kc, model_run *r, const mode
     size_t att_dim = (size_t)s->n_heads * (size_t)s->v_head_dim;
 
     for (size_t t = 0; t < T; t++) kn_rmsnorm(r->xb + t * hidden, r->x + t * hidden, L->attn_norm, hidden, s->rms_eps, 0.0f);
-    kn_matmul(kc, &L->wq, r->xb, hidden, r->q, q_dim, T);
-    kn_matmul(kc, &L->wk, r->xb, hidden, r->k, kv_dim, T);
-    kn_matmul(kc, &L->wv, r->xb, hidden, r->v, v_dim, T);
+    const kn_mm_item qkv[3] = {{&L->wq, r->xb, hidden, r->q, q_dim, T},
+                               {&L->wk, r->xb, hidden, r->k, kv_dim, T},
+                               {&L->wv, r->xb, hidden, r->v, v_dim, T}};
+    kn_matmul_group(kc, qkv, 3); /* one pool pass, one input quantized once */
     add_bias_rows(r->q, L->bq, T, q_dim);
     add_bias_rows(r->k, L->bk, T, kv_dim);
     add_bias_rows(r->v, L->bv, T, v_dim);
@@ -129,8 +130,9 @@ static void mlp_block(const model *m, kn_ctx *kc, model_run *r, const model_laye
     const model_spec *s = &m->spec;
     size_t hidden = (size_t)s->hidden, inter = (size_t)s->intermediate;
     for (size_t t = 0; t < T; t++) kn_rmsnorm(r->xb + t * hidden, r->x + t * hidden, L->ffn_norm, hidden, s->rms_eps, 0.0f);
-    kn_matmul(kc, &L->w_gate, r->xb, hidden, r->gate, inter, T);
-    kn_matmul(kc, &L->w_up, r->xb, hidden, r->up, inter, T);
+    const kn_mm_item gate_up[2] = {{&L->w_gate, r->xb, hidden, r->gate, inter, T},
+                                   {&L->w_up, r->xb, hidden, r->up, inter, T}};
+    kn_matmul_group(kc, gate_up, 2);
     kn_silu_mul(r->gate, r->gate, r->up, T * inter);
     kn_matmul(kc, &L->w_down, r->gate, inter, r->xb, hidden, T);
     for (size_t t = 0; t < T; t++) kn_add(r->x + t * hidden, r->xb + t * hidden, hidden);
