@@ -9,6 +9,10 @@ little-endian header length, a JSON object header with no duplicate keys,
 known dtypes, shape x dtype size == byte span, tensors tiling the data
 section), then the cache format: the metadata keys and values, the exact
 tensor set with dtypes and shapes, and the CRC32C of the data section.
+Version 2 files (sliding-window layers kept as a ring) add the metadata
+sliding_window, sliding_layers (a '0'/'1' per layer) and ring_from (a block
+boundary <= n_tokens), and a sliding layer's K/V tensors hold only
+positions ring_from .. n_tokens - 1.
 
 Files written by `test_cache_file --write-samples DIR` carry values from a
 formula (below, the same one as the C side), so the reader also checks the
@@ -16,7 +20,14 @@ token ids and, per dtype, the K/V values: f16 and f32 exactly, bf16 exactly
 against round-to-nearest-even, q8/q4 by dequantizing the MLX affine layout
 (U32-packed weight, F16 scales and biases, group 64) within half a step.
 
-Usage: read_cache_file.py FILE...            verify (exit 1 on any failure)
+Files written by the engine (`engine_test_families --write-ring-sample DIR`)
+come with a rows file: the token ids the engine served (I32 [n_tokens]),
+then per layer K then V as f32 [n_tokens - pos0, n_kv_heads, dim] (pos0 =
+ring_from for a sliding layer, else 0), as the C side loads them back;
+--rows checks that the file's tokens and decoded K/V equal them exactly.
+
+Usage: read_cache_file.py FILE...            verify samples (exit 1 on any failure)
+       read_cache_file.py --rows ROWS FILE   verify an engine file against its rows
        read_cache_file.py --expect-fail FILE  succeed only if FILE is rejected
 """
 import json
@@ -35,6 +46,7 @@ GROUP = 64
 META_KEYS = ["format", "version", "agent_id", "model_id", "fingerprint", "n_layers", "n_kv_heads",
              "head_dim", "v_head_dim", "block_tokens", "kv_dtype", "bits", "group_size", "n_tokens",
              "crc32c"]
+RING_KEYS = ["sliding_window", "sliding_layers", "ring_from"]
 
 
 class Bad(Exception):
@@ -113,17 +125,40 @@ def as_array(t):
     return a
 
 
+def canonical(meta, k):
+    v = meta[k]
+    check(v.isdigit() and (v == "0" or v[0] != "0"), "metadata %s=%r is not canonical" % (k, v))
+    return int(v)
+
+
+def check_ring(meta, ints):
+    """-> per layer, the first position its tensors hold (ring_from or 0)."""
+    n_layers = ints["n_layers"]
+    if meta["version"] == "1":
+        check(not any(k in meta for k in RING_KEYS), "version 1 with ring metadata")
+        return [0] * n_layers
+    for k in RING_KEYS:
+        check(k in meta, "metadata %s missing (version 2)" % k)
+    window, ring_from = canonical(meta, "sliding_window"), canonical(meta, "ring_from")
+    sl = meta["sliding_layers"]
+    check(len(sl) == n_layers and set(sl) <= {"0", "1"}, "sliding_layers %r" % sl)
+    check("0" in sl and "1" in sl, "a ring needs sliding and global layers: %r" % sl)
+    check(window >= 1, "sliding_window 0")
+    check(ring_from <= ints["n_tokens"] and ring_from % ints["block_tokens"] == 0,
+          "ring_from %d is not a block boundary within the tokens" % ring_from)
+    ints.update(sliding_window=window, ring_from=ring_from)
+    return [ring_from if c == "1" else 0 for c in sl]
+
+
 def check_meta(meta, data):
     for k in META_KEYS:
         check(k in meta, "metadata %s missing" % k)
     check(meta["format"] == "semantic-kv", "format is %r" % meta["format"])
-    check(meta["version"] == "1", "version is %r" % meta["version"])
+    check(meta["version"] in ("1", "2"), "version is %r" % meta["version"])
     ints = {}
     for k in ["n_layers", "n_kv_heads", "head_dim", "v_head_dim", "block_tokens", "bits",
               "group_size", "n_tokens"]:
-        v = meta[k]
-        check(v.isdigit() and (v == "0" or v[0] != "0"), "metadata %s=%r is not canonical" % (k, v))
-        ints[k] = int(v)
+        ints[k] = canonical(meta, k)
     kd = meta["kv_dtype"]
     check(kd in KV_BITS, "kv_dtype %r" % kd)
     check(ints["bits"] == KV_BITS[kd], "bits %d for %s" % (ints["bits"], kd))
@@ -134,26 +169,29 @@ def check_meta(meta, data):
     check(len(crc) == 8 and all(c in "0123456789abcdef" for c in crc), "crc32c %r" % crc)
     got = crc32c(data)
     check(got == int(crc, 16), "crc32c of the data is %08x, metadata says %s" % (got, crc))
-    return ints, kd
+    pos0 = check_ring(meta, ints)
+    return ints, kd, pos0
 
 
-def expected_tensors(ints, kd):
+def expected_tensors(ints, kd, pos0):
     n, h = ints["n_tokens"], ints["n_kv_heads"]
     want = {"tokens": ("I32", (n,))}
     for l in range(ints["n_layers"]):
+        rows = n - pos0[l]
         for kv, dim in (("k", ints["head_dim"]), ("v", ints["v_head_dim"])):
             if kd in FLOAT_ST:
-                want["layers.%d.%s" % (l, kv)] = (FLOAT_ST[kd], (n, h, dim))
+                want["layers.%d.%s" % (l, kv)] = (FLOAT_ST[kd], (rows, h, dim))
             else:
-                want["layers.%d.%s.weight" % (l, kv)] = ("U32", (n, h, dim * KV_BITS[kd] // 32))
-                want["layers.%d.%s.scales" % (l, kv)] = ("F16", (n, h, dim // GROUP))
-                want["layers.%d.%s.biases" % (l, kv)] = ("F16", (n, h, dim // GROUP))
+                want["layers.%d.%s.weight" % (l, kv)] = ("U32", (rows, h, dim * KV_BITS[kd] // 32))
+                want["layers.%d.%s.scales" % (l, kv)] = ("F16", (rows, h, dim // GROUP))
+                want["layers.%d.%s.biases" % (l, kv)] = ("F16", (rows, h, dim // GROUP))
     return want
 
 
-def formula(n, layer, heads, dim, is_v):
-    """The sample writer's values: [n, heads, dim] float32, exact in f16."""
-    p = np.arange(n).reshape(n, 1, 1)
+def formula(p0, n, layer, heads, dim, is_v):
+    """The sample writer's values for positions p0..n-1: [n - p0, heads, dim]
+    float32, exact in f16."""
+    p = np.arange(p0, n).reshape(n - p0, 1, 1)
     h = np.arange(heads).reshape(1, heads, 1)
     d = np.arange(dim).reshape(1, 1, dim)
     if is_v:
@@ -180,14 +218,21 @@ def dequant(tensors, name, bits, dim):
     return s[..., g] * q.astype(np.float32) + b[..., g], s[..., g]
 
 
-def check_values(tensors, ints, kd):
+def decode(tensors, name, kd, dim):
+    """A K or V tensor as float32 [rows, heads, dim], the way the pool reads it."""
+    if kd in FLOAT_ST:
+        return as_array(tensors[name]).astype(np.float32)
+    return dequant(tensors, name, KV_BITS[kd], dim)[0]
+
+
+def check_values(tensors, ints, kd, pos0):
     n = ints["n_tokens"]
     toks = as_array(tensors["tokens"])
     check(np.array_equal(toks, (np.arange(n) * 37 + 11) % 50000), "token ids differ")
     worst = 0.0
     for l in range(ints["n_layers"]):
         for kv, dim in (("k", ints["head_dim"]), ("v", ints["v_head_dim"])):
-            want = formula(n, l, ints["n_kv_heads"], dim, kv == "v")
+            want = formula(pos0[l], n, l, ints["n_kv_heads"], dim, kv == "v")
             name = "layers.%d.%s" % (l, kv)
             if kd in ("f16", "f32"):
                 got = as_array(tensors[name]).astype(np.float32)
@@ -205,28 +250,63 @@ def check_values(tensors, ints, kd):
     return worst
 
 
-def verify(path):
+def check_rows(tensors, ints, kd, pos0, rows_path):
+    """The engine file's tokens and decoded K/V against the C side's rows."""
+    n, h = ints["n_tokens"], ints["n_kv_heads"]
+    rows = open(rows_path, "rb").read()
+    check(len(rows) >= 4 * n, "%s: shorter than the tokens" % rows_path)
+    check(np.array_equal(as_array(tensors["tokens"]), np.frombuffer(rows[:4 * n], "<i4")),
+          "token ids differ from the engine's")
+    at = 4 * n
+    for l in range(ints["n_layers"]):
+        for kv, dim in (("k", ints["head_dim"]), ("v", ints["v_head_dim"])):
+            shape = (n - pos0[l], h, dim)
+            size = 4 * int(np.prod(shape))
+            check(at + size <= len(rows), "%s: ends inside layer %d %s" % (rows_path, l, kv))
+            want = np.frombuffer(rows[at:at + size], "<f4").reshape(shape)
+            at += size
+            got = decode(tensors, "layers.%d.%s" % (l, kv), kd, dim)
+            bad = np.argwhere(got != want)
+            check(len(bad) == 0, "layers.%d.%s: %d values differ from the C side's, first at "
+                  "position %d" % (l, kv, len(bad), pos0[l] + bad[0][0] if len(bad) else 0))
+    check(at == len(rows), "%s: %d bytes past the last layer" % (rows_path, len(rows) - at))
+
+
+def verify(path, rows_path=None):
     raw = open(path, "rb").read()
     meta, tensors, data = parse_safetensors(raw)
-    ints, kd = check_meta(meta, data)
-    want = expected_tensors(ints, kd)
+    ints, kd, pos0 = check_meta(meta, data)
+    want = expected_tensors(ints, kd, pos0)
     check(set(tensors) == set(want), "tensor set differs: extra %s, missing %s" %
           (sorted(set(tensors) - set(want))[:3], sorted(set(want) - set(tensors))[:3]))
     for name, (dt, shape) in want.items():
         check(tensors[name][:2] == (dt, shape), "tensor %s is %s %s, expected %s %s" %
               (name, tensors[name][0], tensors[name][1], dt, shape))
-    check(meta["agent_id"] == "agent-" + kd, "agent_id %r" % meta["agent_id"])
-    check(meta["model_id"] == "mlx-community/Test-Model-4bit", "model_id %r" % meta["model_id"])
-    worst = check_values(tensors, ints, kd)
-    extra = " worst error %.3f step" % worst if kd in ("q8", "q4") else ""
-    print("ok %s: %s, %d layers, %d tokens, %d tensors, %d data bytes, crc32c %s%s" %
-          (path, kd, ints["n_layers"], ints["n_tokens"], len(tensors), len(data), meta["crc32c"], extra))
+    extra = ""
+    if rows_path:
+        check_rows(tensors, ints, kd, pos0, rows_path)
+        extra = " equal to %s" % rows_path
+    else:
+        check(meta["agent_id"] == "agent-" + kd, "agent_id %r" % meta["agent_id"])
+        check(meta["model_id"] == "mlx-community/Test-Model-4bit", "model_id %r" % meta["model_id"])
+        worst = check_values(tensors, ints, kd, pos0)
+        if kd in ("q8", "q4"):
+            extra = " worst error %.3f step" % worst
+    if meta["version"] == "2":
+        extra += "; ring: sliding_layers %s, sliding_window %d, ring_from %d" % (
+            meta["sliding_layers"], ints["sliding_window"], ints["ring_from"])
+    print("ok %s: version %s, %s, %d layers, %d tokens, %d tensors, %d data bytes, crc32c %s%s" %
+          (path, meta["version"], kd, ints["n_layers"], ints["n_tokens"], len(tensors), len(data),
+           meta["crc32c"], extra))
 
 
 def main(argv):
+    rows = None
+    if len(argv) >= 3 and argv[1] == "--rows":
+        rows, argv = argv[2], argv[:1] + argv[3:]
     if len(argv) == 3 and argv[1] == "--expect-fail":
         try:
-            verify(argv[2])
+            verify(argv[2], rows)
         except (Bad, ValueError, KeyError) as e:
             print("rejected as expected: %s: %s" % (argv[2], e))
             return 0
@@ -238,7 +318,7 @@ def main(argv):
     rc = 0
     for p in argv[1:]:
         try:
-            verify(p)
+            verify(p, rows)
         except (Bad, ValueError, KeyError) as e:
             print("FAIL %s: %s" % (p, e))
             rc = 1

@@ -18,7 +18,9 @@
  *     before the held window falls back to a full prefill, and both give
  *     a cold run's tokens.
  * The forward pass itself is checked against the numpy reference by
- * tests/model/families.test.sh.
+ * tests/model/families.test.sh. `test_families --write-ring-sample DIR`
+ * writes a Gemma ring file and the rows the C side reads from it for
+ * tests/cache/independent_reader.test.sh.
  */
 #include "cache/cache.h"
 #include "engine/engine.h"
@@ -43,12 +45,13 @@ static tp_pool *g_pool;
 static kn_ctx *g_kc;
 static char *g_dir;
 
-static int setup(void **state)
+/* Generates (if missing) and loads families first .. N_FAMS - 1, then the
+ * thread pool and kernel context. */
+static int setup_from(int first)
 {
-    (void)state;
     sem_err err;
     size_t max_cols = 0;
-    for (int i = 0; i < N_FAMS; i++) {
+    for (int i = first; i < N_FAMS; i++) {
         char path[512], *out = NULL;
         snprintf(path, sizeof path, "%s/models/%s", tu_build_dir(), fams[i].name);
         int rc = tu_run(&out, "/usr/bin/python3 %s/tools/gen_model.py --shape tiny --seed 13 %s --if-missing --quiet --out %s",
@@ -65,6 +68,12 @@ static int setup(void **state)
     kp.max_cols = max_cols;
     g_dir = tu_tmpdir();
     return kn_ctx_create(&kp, &g_kc, &err) == SEM_OK && g_dir ? 0 : -1;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return setup_from(0);
 }
 
 static int teardown(void **state)
@@ -390,8 +399,90 @@ static void test_gemma3_ring_agent(void **state)
     assert_memory_equal(t3.tokens, want.tokens, 10 * sizeof(int32_t));
 }
 
-int main(void)
+/* ---- a ring file for the independent reader ------------------------------- */
+
+/* Writes what the C side reads back from the cache file at path, loaded
+ * through cache_file_load into a ring pool's blocks and read with
+ * kn_kv_load_row: `tokens` (the engine's, I32 [n_tokens]), then for each
+ * layer K then V as f32 [n_tokens - pos0, n_kv_heads, dim], pos0 being
+ * ring_from for a sliding layer and 0 for a global one. The file must
+ * hold n_tokens tokens. */
+static int dump_rows(const char *path, const int32_t *tokens, uint32_t n_tokens, const char *out)
 {
+    cache_file_meta m;
+    cache_file *f = NULL;
+    kv_pool *pool = NULL;
+    sem_err err;
+    if (cache_file_read_meta(path, &m, &err) || cache_file_open_ring(path, &m.geo, &m.ring, NULL, &f, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    assert_int_equal(m.n_tokens, n_tokens);
+    int32_t ids[16], bt = m.geo.block_tokens, nb = ((int32_t)n_tokens + bt - 1) / bt;
+    assert_true(nb <= 16);
+    kv_pool_params pp = {.budget_bytes = kv_block_bytes(&m.geo) * 16, .ring = &m.ring};
+    assert_int_equal(kv_pool_create(&m.geo, &pp, &pool, &err), SEM_OK);
+    for (int32_t b = 0; b < nb; b++) assert_int_equal(kv_pool_alloc(pool, &ids[b], &err), SEM_OK);
+    kn_kv_view v0 = kv_pool_view(pool, ids);
+    cache_file_load(f, m.n_tokens, &v0, kv_pool_layer_stride(pool));
+    FILE *o = fopen(out, "wb");
+    assert_non_null(o);
+    fwrite(tokens, sizeof *tokens, m.n_tokens, o);
+    float row[256];
+    for (int32_t l = 0; l < m.geo.n_layers; l++) {
+        kn_kv_view lv = kn_kv_view_layer(&v0, kv_pool_layer_stride(pool), l);
+        uint32_t pos0 = m.ring.sliding[l] ? m.ring_from : 0;
+        for (int iv = 0; iv < 2; iv++) {
+            size_t dim = (size_t)(iv ? m.geo.v_head_dim : m.geo.head_dim);
+            assert_true(dim <= 256);
+            for (uint32_t p = pos0; p < m.n_tokens; p++) {
+                for (int32_t h = 0; h < m.geo.n_kv_heads; h++) {
+                    kn_kv_load_row(&lv, (int32_t)p, h, iv, row);
+                    fwrite(row, sizeof *row, dim, o);
+                }
+            }
+        }
+    }
+    int rc = fclose(o) != 0;
+    for (int32_t b = 0; b < nb; b++) kv_pool_unref(pool, ids[b]);
+    kv_pool_destroy(pool);
+    cache_file_close(f);
+    return rc;
+}
+
+/* `test_families --write-ring-sample DIR` (tests/cache/independent_reader.test.sh):
+ * the engine serves agent "ada" 80 prompt tokens and 10 generated ones on
+ * the tiny Gemma 3 model with f16 and then q8 KV, caching under DIR/<kv>;
+ * its file (89 tokens, ring_from 48) is written at eng_stop, then
+ * DIR/<kv>.rows gets dump_rows' view of it. */
+static int write_ring_sample(const char *dir)
+{
+    if (setup_from(1)) return 1;
+    static const kn_kv_dtype kvs[] = {KN_KV_F16, KN_KV_Q8};
+    int rc = 0;
+    for (size_t i = 0; i < 2 && rc == 0; i++) {
+        char cache_dir[600], rows[600], *path = NULL;
+        snprintf(cache_dir, sizeof cache_dir, "%s/%s", dir, kn_kv_dtype_name(kvs[i]));
+        snprintf(rows, sizeof rows, "%s/%s.rows", dir, kn_kv_dtype_name(kvs[i]));
+        int32_t conv[90];
+        make_prompt(conv, 80, 5);
+        reply t;
+        eng_engine *e = start(fams[1].m, kvs[i], cache_dir);
+        collect(submit(e, "ada", conv, 80, 10), &t);
+        eng_stop(e); /* writes the file: the prompt and the reply but its last token */
+        memcpy(conv + 80, t.tokens, 9 * sizeof(int32_t));
+        tu_run(&path, "find '%s' -name ada.safetensors | head -1 | tr -d '\\n'", cache_dir);
+        rc = path && path[0] ? dump_rows(path, conv, 89, rows) : 1;
+        if (rc == 0) printf("%s %s\n", path, rows);
+        free(path);
+    }
+    teardown(NULL);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--write-ring-sample")) return write_ring_sample(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deepseek2_batching),
         cmocka_unit_test(test_gemma3_batching),
