@@ -369,6 +369,11 @@ static bool render_gauges(const srv_gauges *g, buf *o)
                     g->have_eng ? e->blocks_used : 0) &&
               gauge(o, "semantic_pool_blocks_total", "KV pool blocks in all.",
                     g->have_eng ? e->blocks_total : 0) &&
+              gauge(o, "semantic_kv_bytes_used",
+                    "KV pool bytes holding KV, running and cached (sliding layers: their windows).",
+                    g->have_eng ? (double)e->kv_bytes_used : 0) &&
+              gauge(o, "semantic_kv_bytes_total", "KV pool bytes in all (the arena).",
+                    g->have_eng ? (double)e->kv_bytes_total : 0) &&
               head(o, "semantic_engine_steps_total", "counter", "Engine forward passes.") &&
               buf_printf(o, "semantic_engine_steps_total %" PRIu64 "\n",
                          g->have_eng ? e->steps : 0) &&

@@ -219,6 +219,8 @@ static void test_metrics(void **state)
     g.have_eng = true;
     g.eng.blocks_total = 10;
     g.eng.blocks_used = 3;
+    g.eng.kv_bytes_used = 5505024; /* past 2^22: printed whole, not in exponent form */
+    g.eng.kv_bytes_total = 26214400;
     g.state = "serving";
     g.model_id = "we\"ird\\model\n";
     g.model_arch = "LlamaForCausalLM";
@@ -237,6 +239,9 @@ static void test_metrics(void **state)
     assert_non_null(strstr(t, "semantic_cache_lookups_total{tier=\"hot\"} 1\n"));
     assert_non_null(strstr(t, "semantic_swaps_total{result=\"ok\"} 1\n"));
     assert_non_null(strstr(t, "semantic_pool_blocks_used 3\n"));
+    assert_non_null(strstr(t, "# TYPE semantic_kv_bytes_used gauge\n"));
+    assert_non_null(strstr(t, "semantic_kv_bytes_used 5505024\n"));
+    assert_non_null(strstr(t, "semantic_kv_bytes_total 26214400\n"));
     assert_non_null(strstr(t, "semantic_state{state=\"serving\"} 1\n"));
     assert_non_null(strstr(t, "semantic_model_info{model=\"we\\\"ird\\\\model\\n\",arch=\"LlamaForCausalLM\""));
     assert_non_null(strstr(t, "# TYPE semantic_time_to_first_token_seconds histogram\n"));

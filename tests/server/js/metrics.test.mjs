@@ -48,6 +48,8 @@ test('/metrics parses and has every promised series', async () => {
     semantic_requests_inflight: 'gauge',
     semantic_pool_blocks_used: 'gauge',
     semantic_pool_blocks_total: 'gauge',
+    semantic_kv_bytes_used: 'gauge',
+    semantic_kv_bytes_total: 'gauge',
     semantic_swaps_total: 'counter',
     semantic_swap_duration_seconds: 'histogram',
     semantic_model_info: 'gauge',
@@ -71,6 +73,10 @@ test('/metrics parses and has every promised series', async () => {
   assert.ok(sample(f, 'semantic_time_to_first_token_seconds_count') >= 1);
   assert.ok(sample(f, 'semantic_completion_tokens_total') >= 3);
   assert.ok(sample(f, 'semantic_pool_blocks_total') > 0);
+  // Llama's pool has no ring: every block is whole, so bytes are blocks x block bytes
+  const blockBytes = sample(f, 'semantic_kv_bytes_total') / sample(f, 'semantic_pool_blocks_total');
+  assert.ok(Number.isInteger(blockBytes) && blockBytes > 0);
+  assert.equal(sample(f, 'semantic_kv_bytes_used'), sample(f, 'semantic_pool_blocks_used') * blockBytes);
   assert.equal(sample(f, 'semantic_state', { state: 'serving' }), 1);
   const info = f.get('semantic_model_info').samples[0];
   assert.equal(info.labels.model, 'tiny-qwen3');
