@@ -29,10 +29,10 @@
  * kv/kv.h): the same tensors, except that a sliding layer's K and V hold
  * only positions ring_from .. n_tokens - 1 (first dimension n_tokens -
  * ring_from); the metadata adds sliding_window (tokens), sliding_layers
- * (n_layers characters, '1' for a sliding layer, '0' for a global one)
- * and ring_from (a multiple of block_tokens, <= n_tokens). A file is
- * version 2 exactly when it has a ring, so files of other models stay
- * byte for byte what version 1 wrote.
+ * (n_layers characters, '1' for a sliding layer, '0' for a global one;
+ * at least one of each) and ring_from (a multiple of block_tokens,
+ * <= n_tokens). A file is version 2 exactly when it has a ring, so files
+ * of other models stay byte for byte what version 1 wrote.
  *
  * Writing gathers the rows through the kv view into a 1 MiB staging
  * buffer twice: the first pass computes the CRC32C (it goes in the header,
