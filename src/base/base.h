@@ -202,8 +202,10 @@ uint32_t crc32c_update(uint32_t crc, const void *data, size_t n);
 
 typedef struct tp_pool tp_pool; /* opaque; dispatch Thread: one owner at a time */
 
-/* fn runs once on every thread, ith = 0 .. nth-1; the caller's thread is
- * ith 0. fn must partition its work by (ith, nth). */
+/* fn runs once for every share ith = 0 .. nth-1 and must partition its
+ * work by (ith, nth); shares run concurrently on the pool's threads. The
+ * caller runs share 0 and any share whose worker has not started it by
+ * then, so fn must not assume which thread runs a share. */
 typedef void (*tp_fn)(void *ctx, int ith, int nth);
 
 /* n_threads <= 0 means one per online core. Workers spin briefly after each
@@ -211,15 +213,10 @@ typedef void (*tp_fn)(void *ctx, int ith, int nth);
 sem_status tp_create(int n_threads, tp_pool **out, sem_err *err);
 void tp_destroy(tp_pool *tp); /* NULL ok */
 int tp_n_threads(const tp_pool *tp);
-/* Runs fn on all threads and returns when all are done. tp may be NULL
- * (runs fn(ctx, 0, 1) inline). */
+/* Runs every share of fn and returns when all are done. tp may be NULL
+ * (runs fn(ctx, 0, 1) inline). A worker that has no core at the moment
+ * does not stall the caller (threadpool.c). */
 void tp_run(tp_pool *tp, tp_fn fn, void *ctx);
-/* Runs fn on the caller and on whichever workers join before the caller's
- * fn returns, then waits for those. fn must take its work from a shared
- * counter until none is left (the caller's call alone must be able to do
- * all of it); ith is only a name. For kernels: a worker that has no core
- * at the moment does not stall the caller. */
-void tp_run_shared(tp_pool *tp, tp_fn fn, void *ctx);
 /* Splits [0, n) into nth nearly equal chunks aligned to `align`; returns
  * thread ith's [*lo, *hi). */
 void tp_split(size_t n, size_t align, int ith, int nth, size_t *lo, size_t *hi);

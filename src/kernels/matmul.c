@@ -6,9 +6,10 @@
  * max_tokens (the scratch bound), so callers may pass any n_tokens.
  *
  * Rows (and tokens to quantize) are handed out in blocks from an atomic
- * counter rather than split statically, and the pool runs the job with
- * tp_run_shared: when a pool thread is slow to get a core (a busy host),
- * the others take its share instead of waiting for it. Blocks are about 64 KiB
+ * counter rather than split statically: when a pool thread is slow to get
+ * a core (a busy host), the others take its share instead of waiting for
+ * it, and the pool skips a thread that has not started by the time the
+ * work is gone (base/threadpool.c). Blocks are about 64 KiB
  * of weights (and at least 8 per thread when the matrix is small), a
  * multiple of the kernels' 4-row tiles; which thread computes a row does
  * not change its value.
@@ -120,8 +121,8 @@ void kn_matmul(kn_ctx *kc, const kn_weight *w, const float *x, size_t ldx, float
             kc->qx.n_tokens = n;
             kc->qx.group_size = w->group_size;
             if (n == 1) quantize_tokens(&j, 0, 1);
-            else tp_run_shared(kc->pool, quantize_tokens, &j);
+            else tp_run(kc->pool, quantize_tokens, &j);
         }
-        tp_run_shared(kc->pool, mm_rows, &j);
+        tp_run(kc->pool, mm_rows, &j);
     }
 }

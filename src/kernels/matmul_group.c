@@ -168,10 +168,10 @@ static void run_group(kn_ctx *kc, grp_job *j)
     }
     /* A few rows (decode) quantize faster here than a fork-join takes. */
     atomic_init(&j->next_task, 0);
-    if (j->qx_elems > SERIAL_QUANT_ELEMS) tp_run_shared(kc->pool, grp_quantize, j);
+    if (j->qx_elems > SERIAL_QUANT_ELEMS) tp_run(kc->pool, grp_quantize, j);
     else if (j->qx_elems > 0) grp_quantize(j, 0, 1);
     atomic_init(&j->next, 0);
-    tp_run_shared(kc->pool, grp_rows, j);
+    tp_run(kc->pool, grp_rows, j);
 }
 
 void kn_matmul_group(kn_ctx *kc, const kn_mm_item *items, size_t n)

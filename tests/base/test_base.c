@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include <stdatomic.h>
+#include <unistd.h>
 
 static void test_errors(void **state)
 {
@@ -106,58 +107,43 @@ static void test_thread_pool(void **state)
     tp_destroy(tp);
 }
 
-typedef struct shared_ctx {
-    atomic_size_t next; /* next unit to take */
+typedef struct shares_ctx {
+    atomic_int runs[3]; /* times each share ran */
     atomic_long total;
-    atomic_int callers; /* distinct calls of the job fn */
     size_t n;
-} shared_ctx;
+} shares_ctx;
 
-static void shared_job(void *p, int ith, int nth)
+static void shares_job(void *p, int ith, int nth)
 {
-    shared_ctx *c = p;
-    (void)ith, (void)nth;
-    atomic_fetch_add(&c->callers, 1);
-    for (size_t i; (i = atomic_fetch_add(&c->next, 1)) < c->n;) atomic_fetch_add(&c->total, (long)i);
+    shares_ctx *c = p;
+    atomic_fetch_add(&c->runs[ith], 1);
+    size_t lo, hi;
+    tp_split(c->n, 1, ith, nth, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) atomic_fetch_add(&c->total, (long)i);
 }
 
-/* tp_run_shared: every unit is done exactly once whoever joins, and the
- * job is over (no worker still in it) when the call returns: a late worker
- * touching the context after that would corrupt the next rep's fresh one. */
-static void test_thread_pool_shared(void **state)
+/* Whoever runs a share (its worker, or the caller when the worker has not
+ * started), every share runs exactly once per job, and the job is over
+ * when tp_run returns: a straggler touching the context after that would
+ * see the garbage written over it. */
+static void test_thread_pool_shares(void **state)
 {
     (void)state;
     sem_err err;
     tp_pool *tp;
     assert_int_equal(tp_create(3, &tp, &err), SEM_OK);
-    for (int rep = 0; rep < 5000; rep++) {
-        shared_ctx c = {.n = (size_t)(rep % 53)};
-        atomic_init(&c.next, 0);
+    for (int rep = 0; rep < 20000; rep++) {
+        shares_ctx c = {.n = (size_t)(rep % 53)};
+        for (int i = 0; i < 3; i++) atomic_init(&c.runs[i], 0);
         atomic_init(&c.total, 0);
-        atomic_init(&c.callers, 0);
-        tp_run_shared(tp, shared_job, &c);
-        int callers = atomic_load(&c.callers);
+        tp_run(tp, shares_job, &c);
         long n = (long)c.n;
         assert_int_equal(atomic_load(&c.total), n * (n - 1) / 2);
-        assert_true(callers >= 1 && callers <= 3);
-        memset(&c, 0xff, sizeof c); /* a straggler would see garbage and crash or miscount */
-    }
-    /* mixing both kinds of job on one pool */
-    for (int rep = 0; rep < 500; rep++) {
-        sum_ctx c = {.n = (size_t)(rep % 97) + 1};
-        atomic_init(&c.total, 0);
-        tp_run(tp, sum_job, &c);
-        long n = (long)c.n;
-        assert_int_equal(atomic_load(&c.total), n * (n - 1) / 2);
-        shared_ctx d = {.n = 64};
-        atomic_init(&d.next, 0);
-        atomic_init(&d.total, 0);
-        atomic_init(&d.callers, 0);
-        tp_run_shared(tp, shared_job, &d);
-        assert_int_equal(atomic_load(&d.total), 64 * 63 / 2);
+        for (int i = 0; i < 3; i++) assert_int_equal(atomic_load(&c.runs[i]), 1);
+        memset(&c, 0xff, sizeof c);
+        if (rep % 1000 == 999) usleep(2000); /* let the workers fall asleep now and then */
     }
     tp_destroy(tp);
-    tp_run_shared(NULL, shared_job, &(shared_ctx){.n = 0}); /* NULL pool: inline */
 }
 
 static void test_chan(void **state)
@@ -186,7 +172,7 @@ int main(void)
         cmocka_unit_test(test_errors),      cmocka_unit_test(test_checked_math),
         cmocka_unit_test(test_buf),         cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_atomic_write), cmocka_unit_test(test_thread_pool),
-        cmocka_unit_test(test_thread_pool_shared), cmocka_unit_test(test_chan),
+        cmocka_unit_test(test_thread_pool_shares), cmocka_unit_test(test_chan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
