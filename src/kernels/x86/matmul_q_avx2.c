@@ -131,8 +131,8 @@ static void store_strided(const int16_t *nat, int16_t *out, size_t n, size_t way
         for (size_t j = 0; j < n / ways; j++) out[p * (n / ways) + j] = nat[j * ways + p];
 }
 
-/* The int16 layouts: each token row holds the hi plane, then the lo
- * plane, cols elements each. */
+/* Quantizes token t's row for the int16 kernels: the row holds the hi
+ * plane, then the lo plane, cols elements each, in the layout's order. */
 static void quantize_i16(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout)
 {
     size_t cols = qx->cols, nb = cols / 32, bpg = (size_t)qx->group_size / 32;
