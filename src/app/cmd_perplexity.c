@@ -361,13 +361,7 @@ typedef struct ppl_ctx {
 
 static sem_status seq_reserve(ppl_ctx *c, ppl_seq *q, size_t n_tokens, sem_err *err)
 {
-    size_t bt = (size_t)kv_pool_geometry(c->pool)->block_tokens;
-    while (q->n_blocks * bt < n_tokens) {
-        sem_status st = kv_pool_alloc(c->pool, &q->blocks[q->n_blocks], err);
-        if (st) return st;
-        q->n_blocks++;
-    }
-    return SEM_OK;
+    return kv_pool_grow(c->pool, q->blocks, &q->n_blocks, n_tokens, err);
 }
 
 static void seq_drop(ppl_ctx *c, ppl_seq *q)

@@ -302,12 +302,8 @@ static void attach_prefix(eng_engine *e, eng_seq *s)
 static bool grow_blocks(eng_engine *e, eng_seq *s, size_t n_tokens)
 {
     sem_err err;
-    while (s->n_blocks < blocks_for(e, n_tokens)) {
-        SEM_ASSERT(s->n_blocks < s->cap_blocks);
-        if (kv_pool_alloc(e->pool, &s->blocks[s->n_blocks], &err) != SEM_OK) return false;
-        s->n_blocks++;
-    }
-    return true;
+    SEM_ASSERT(blocks_for(e, n_tokens) <= s->cap_blocks);
+    return kv_pool_grow(e->pool, s->blocks, &s->n_blocks, n_tokens, &err) == SEM_OK;
 }
 
 typedef enum admit_result { ADMIT_OK, ADMIT_WAIT_BLOCKS, ADMIT_WAIT_AGENT } admit_result;

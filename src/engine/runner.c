@@ -97,13 +97,7 @@ size_t eng_runner_kv_bytes(const eng_runner *r) { return kv_pool_bytes_used(r->p
 
 static sem_status ensure_blocks(eng_runner *r, size_t n_tokens, sem_err *err)
 {
-    size_t bt = (size_t)kv_pool_geometry(r->pool)->block_tokens;
-    while (r->n_blocks * bt < n_tokens) {
-        sem_status st = kv_pool_alloc(r->pool, &r->blocks[r->n_blocks], err);
-        if (st) return st;
-        r->n_blocks++;
-    }
-    return SEM_OK;
+    return kv_pool_grow(r->pool, r->blocks, &r->n_blocks, n_tokens, err);
 }
 
 sem_status eng_runner_feed(eng_runner *r, const int32_t *tokens, size_t n, bool all_logits,

@@ -96,6 +96,10 @@ void kv_pool_set_free_hook(kv_pool *pool, void (*fn)(void *ctx, int32_t id), voi
 
 /* Takes a free block (refcount 1). SEM_ELIMIT when the pool is full. */
 sem_status kv_pool_alloc(kv_pool *pool, int32_t *out_id, sem_err *err);
+/* Appends blocks to a sequence's table (blocks[0 .. *n_blocks)) until it
+ * covers n_tokens positions. On SEM_ELIMIT the table keeps what it got so
+ * far (*n_blocks counts it). The caller sizes blocks for n_tokens. */
+sem_status kv_pool_grow(kv_pool *pool, int32_t *blocks, size_t *n_blocks, size_t n_tokens, sem_err *err);
 void kv_pool_ref(kv_pool *pool, int32_t id);
 /* Drops a reference; returns the count left (0: the block is free again). */
 int32_t kv_pool_unref(kv_pool *pool, int32_t id);

@@ -233,6 +233,17 @@ sem_status kv_pool_alloc(kv_pool *pool, int32_t *out_id, sem_err *err)
     return SEM_OK;
 }
 
+sem_status kv_pool_grow(kv_pool *pool, int32_t *blocks, size_t *n_blocks, size_t n_tokens, sem_err *err)
+{
+    size_t bt = (size_t)pool->geo.block_tokens;
+    while (*n_blocks * bt < n_tokens) {
+        sem_status st = kv_pool_alloc(pool, &blocks[*n_blocks], err);
+        if (st) return st;
+        (*n_blocks)++;
+    }
+    return SEM_OK;
+}
+
 void kv_pool_ref(kv_pool *pool, int32_t id)
 {
     SEM_ASSERT(id >= 0 && id < pool->n_blocks && pool->refcount[id] > 0);
