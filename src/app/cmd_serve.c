@@ -19,6 +19,7 @@
  * Thread: main.
  */
 #include "app/commands.h"
+#include "app/runtime.h"
 #include "app/serve_config.h"
 #include "engine/engine.h"
 #include "server/server.h"
@@ -120,8 +121,7 @@ static sem_status load_first_model(serve_state *ss, sem_err *err)
     sp.models_dir = c->models_dir;
     sp.hf_cache = c->hf_cache;
     sp.pool = ss->pool;
-    const char *kern = getenv("SEMANTIC_KERNELS");
-    sp.force_ref_kernels = kern && !strcmp(kern, "ref");
+    app_kernel_mode(&sp.force_ref_kernels, &sp.q_exact, &sp.q_int8_act);
     sp.lg = ss->lg;
     sp.fail_load_id = c->test_hooks && c->test_fail_load_id && *c->test_fail_load_id ? c->test_fail_load_id : NULL;
     eng_params ep = eng_default_params();

@@ -74,11 +74,16 @@ sem_status app_runtime_open(app_runtime *rt, const char *dir, int n_threads, siz
     kp.pool = rt->pool;
     kp.max_tokens = max_tokens;
     kp.max_cols = model_max_matmul_cols(rt->m);
-    const char *kern = getenv("SEMANTIC_KERNELS");
-    kp.force_ref = kern && !strcmp(kern, "ref");
-    kp.q_exact = kern && !strcmp(kern, "exact");
-    kp.q_int8_act = kern && !strcmp(kern, "int8");
+    app_kernel_mode(&kp.force_ref, &kp.q_exact, &kp.q_int8_act);
     return kn_ctx_create(&kp, &rt->kc, err);
+}
+
+void app_kernel_mode(bool *ref, bool *exact, bool *int8)
+{
+    const char *kern = getenv("SEMANTIC_KERNELS");
+    *ref = kern && !strcmp(kern, "ref");
+    *exact = kern && !strcmp(kern, "exact");
+    *int8 = kern && !strcmp(kern, "int8");
 }
 
 void app_runtime_close(app_runtime *rt)

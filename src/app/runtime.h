@@ -17,13 +17,17 @@ typedef struct app_runtime {
 
 /* Loads the model at dir (printing progress to stderr) and builds the pool
  * (n_threads <= 0: SEMANTIC_THREADS, else one per core) and the kernel
- * context for batches of up to max_tokens tokens. SEMANTIC_KERNELS=ref
- * forces the reference kernels; SEMANTIC_KERNELS=int8 picks the faster
- * Q4/Q8 matmul on int8-quantized activations (about 0.4% relative error
- * per matmul) instead of the exact default. */
+ * context for batches of up to max_tokens tokens, in the kernel mode
+ * app_kernel_mode reads. */
 sem_status app_runtime_open(app_runtime *rt, const char *dir, int n_threads, size_t max_tokens,
                             sem_err *err);
 void app_runtime_close(app_runtime *rt);
+
+/* The kernel mode SEMANTIC_KERNELS asks for (kn_ctx_params): "ref" the
+ * reference C kernels, "exact" Q4/Q8 matmul on f32 activations, "int8" on
+ * int8 activations (fastest, 1/254 of the block max per activation);
+ * unset, the default int16 activations (1/65534). */
+void app_kernel_mode(bool *ref, bool *exact, bool *int8);
 
 /* Parses "1,2,3" into a malloc'd array. */
 sem_status app_parse_ids(const char *s, int32_t **out, size_t *n, sem_err *err);

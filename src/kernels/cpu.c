@@ -94,7 +94,7 @@ static sem_status alloc_qx(kn_ctx *kc, sem_err *err)
 {
     size_t toks = kc->params.max_tokens, cols = kc->params.max_cols;
     size_t elems, blocks, q_bytes, d_bytes, s_bytes, total;
-    size_t esz = kc->ops->act_bits == 8 ? 1 : 4; /* int16: hi and lo planes */
+    size_t esz = kc->ops->act_bits == 8 ? 1 : 2;
     if (!sem_mul_size(toks, cols, &elems) || !sem_mul_size(elems, esz, &q_bytes) ||
         !sem_mul_size(toks, cols / 32, &blocks) || !sem_mul_size(blocks, 16, &d_bytes) ||
         !sem_mul_size(blocks, 4, &s_bytes))

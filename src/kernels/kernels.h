@@ -75,7 +75,7 @@ typedef struct kn_ctx_params {
     bool force_ref;         /* reference C kernels only */
     bool q_exact;           /* Q4/Q8 matmul on f32 activations (slower);
                                false (the default): activations quantized
-                               per 32 to two int16 planes (see kn_matmul) */
+                               per 32 to int16 (see kn_matmul) */
     bool q_int8_act;        /* Q4/Q8 matmul on activations quantized to int8
                                per 32 (fastest, least precise; wins over
                                q_exact) */

@@ -16,13 +16,12 @@
 
 #include <string.h>
 
-/* Activation rows quantized per 32-element block, to two int16 planes
- * (the default tables) or to int8 (the _int8 tables), for the Q4/Q8
- * integer kernels. Per token t (row stride 2 * cols elements for q16,
- * cols for q, cols/8 floats for d, cols/group_size floats for gsum):
- *   q16   int16 [2][cols]: hi then lo, per 32-element block
- *         x ~= d_block * (hi + lo * 2^-15), each plane in the order the
- *         layout names (KN_QX_I16_*)
+/* Activation rows quantized per 32-element block, to int16 (the default
+ * tables) or to int8 (the _int8 tables), for the Q4/Q8 integer kernels.
+ * Per token t (row stride cols elements for q16 and q, cols/8 floats for
+ * d, cols/group_size floats for gsum):
+ *   q16   int16 [cols], per 32-element block x ~= d_block * q16, in the
+ *         order the layout names (KN_QX_I16_*)
  *   q     int8 [cols], per 32-element block x ~= d_block * q
  *         (KN_QX_PERMUTED*, KN_QX_NATURAL)
  *   d     f32 [cols/32][4]: each block's scale repeated 4 times, so one
@@ -79,7 +78,7 @@ typedef void (*kn_scale_fn)(float *acc, float s, size_t n);
 typedef struct kn_ops {
     const char *isa;              /* "ref", "avx2", "avx512" */
     bool uses_qx;                 /* Q4/Q8 kernels read quantized activations */
-    int act_bits;                 /* 8 or 16 (two int16 planes) when uses_qx */
+    int act_bits;                 /* 8 or 16 when uses_qx */
     kn_quant_fn quantize;         /* NULL when !uses_qx */
     kn_qx_layout q4_layout;       /* what the Q4 kernel reads */
     kn_qx_layout q8_layout;       /* what the Q8 kernel reads */

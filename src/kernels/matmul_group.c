@@ -110,7 +110,7 @@ static size_t carve_qx(const kn_ctx *kc, grp_job *j)
         if (it->n_tokens > kc->params.max_tokens || need > cap - used) break;
         kn_qx *q = &j->qx[i];
         if (kc->qx.q) q->q = kc->qx.q + used;
-        if (kc->qx.q16) q->q16 = kc->qx.q16 + 2 * used; /* hi and lo planes */
+        if (kc->qx.q16) q->q16 = kc->qx.q16 + used;
         q->d = kc->qx.d + used / 8;
         q->gsum = kc->qx.gsum + gused;
         q->cols = cols;

@@ -139,6 +139,7 @@ static sem_status reconfigure(swap_mgr *sm, loaded *l, sem_err *err)
     kn_ctx_params kp = kn_ctx_default_params();
     kp.pool = sm->p.pool;
     kp.force_ref = sm->p.force_ref_kernels;
+    kp.q_exact = sm->p.q_exact;
     kp.q_int8_act = sm->p.q_int8_act;
     kp.max_tokens = (size_t)(sm->p.engine.prefill_chunk > 0 ? sm->p.engine.prefill_chunk : 512) +
                     (size_t)(sm->p.engine.max_batch > 0 ? sm->p.engine.max_batch : 8) + 1;

@@ -90,8 +90,9 @@ typedef struct swap_params {
     const char *models_dir;      /* may be NULL */
     const char *hf_cache;        /* may be NULL: $HF_HOME/hub or ~/.cache/huggingface/hub */
     tp_pool *pool;               /* borrowed: compute threads */
-    bool force_ref_kernels;
-    bool q_int8_act;             /* faster Q4/Q8 matmul on int8 activations (kn_ctx_params) */
+    bool force_ref_kernels;      /* kn_ctx_params' kernel mode (SEMANTIC_KERNELS) */
+    bool q_exact;
+    bool q_int8_act;
     sem_logger *lg;              /* borrowed */
     eng_params engine;           /* template: m, tok, kc, stop ids, model_id and
                                     fingerprint are filled in per model */

@@ -1,7 +1,7 @@
 /* test_matmul.c - kernels room: kn_matmul and kn_weight_row in every
  * weight format. The reference is checked against a naive double-precision
  * product of the test's own unpacked weights; every SIMD table the CPU
- * supports (int16 hi+lo, f32 and int8 activations for Q4/Q8) is checked against
+ * supports (int16, f32 and int8 activations for Q4/Q8) is checked against
  * the same, at sizes 1, 7, 31, 33, 63, 4095
  * (float formats) and at the group edges 32/64/128 (quantized), for
  * n_tokens 1..9, with unaligned views, padded strides, 1 and 3 threads, and
@@ -25,11 +25,10 @@
  *               - int8: x_hat = d_b q, d_b = amax_b / 127, e_c = d_b / 2:
  *                 a relative error of at most 1/254 (0.4%) of
  *                 sum_c |s_g q_c| amax_b;
- *               - int16 hi + lo (the default): x_hat = d_b (h + l 2^-15)
- *                 with h = round(x id_b), l = round(2^15 fl(x id_b - h)),
- *                 id_b = fl(32767 / amax_b): e_c = |x_c| 2^-22 (d_b and
- *                 id_b rounded) + d_b (2^-16 + 2^-25) (l's rounding and
- *                 the residual's);
+ *               - int16 (the default): x_hat = d_b h, h = round(x id_b),
+ *                 id_b = fl(32767 / amax_b): e_c = d_b / 2 (h's
+ *                 rounding, 1/65534 of amax_b) + |x_c| 2^-22 (d_b and
+ *                 id_b rounded);
  *              plus (cols + 16) u times sum_c (|w_c x_c| + |s_g q_c| (|x_c|
  *              + amax_b)) for the f32 arithmetic that follows the exact
  *              integer dot products.
@@ -55,11 +54,11 @@ static double block_amax(const float *x, size_t cols, size_t c)
 }
 
 /* Bound on |x - x_hat| for one activation quantized per 32-block to int8
- * or to int16 hi + lo (TOL_QX above). */
+ * or to int16 (TOL_QX above). */
 static double act_err(int bits, double x, double amax)
 {
     if (bits == 8) return amax / 254.0;
-    return fabs(x) * 0x1p-22 + amax / 32767.0 * (0x1p-16 + 0x1p-25) * (1 + 0x1p-20);
+    return fabs(x) * 0x1p-22 + amax / 65534.0 * (1 + 0x1p-20);
 }
 
 /* Runs one matmul through ctx and checks every output against the naive
@@ -215,7 +214,7 @@ static void test_simd_quant(void **state)
         run_cases(v[i].ops, cases, n, NULL, true);
         run_cases(v[i].ops, cases, n, pool, false);
     }
-    print_message("worst quantized error / TOL_QX (int16 hi+lo act): %.3g, (int8 act): %.3g, / "
+    print_message("worst quantized error / TOL_QX (int16 act): %.3g, (int8 act): %.3g, / "
                   "TOL_QF (f32 act): %.3g\n", g_worst_qx16, g_worst_qx8, g_worst_qf);
 }
 
@@ -232,7 +231,7 @@ static void test_dispatch(void **state)
                   f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512_vnni,
                   f.avx512_bf16, kn_ctx_isa(kc));
     bool simd = f.avx2 && f.fma && f.f16c && kn_ops_avx2();
-    if (simd) { /* the default quantizes Q4/Q8 activations to int16 hi + lo */
+    if (simd) { /* the default quantizes Q4/Q8 activations to int16 */
         assert_string_not_equal(kn_ctx_isa(kc), "ref");
         assert_null(strchr(kn_ctx_isa(kc), '-'));
         assert_int_equal(kc->ops->act_bits, 16);

@@ -8,11 +8,22 @@ committed). Comparisons use an f32 KV cache (--kv-bits 32) so the only
 differences are the kernels' own arithmetic; KV quantization is tested by
 the batching tests.
 
-Tolerance (max |ours - ref| <= tol * max |ref|): 1e-4 for every weight
-format. The reference dequantizes the same stored values exactly (F16/BF16
-converted, MLX affine as scale*q+bias), and the kernels dequantize in
-registers and accumulate in f32 on f32 activations, so only f32-vs-f64
-rounding differs (about 1e-6 observed, printed below).
+Tolerance (max |ours - ref| <= tol * max |ref|): 1e-4 for F32, F16 and
+BF16. The reference dequantizes the same stored values exactly (F16/BF16
+converted, MLX affine as scale*q+bias), and the float kernels accumulate in
+f32 on f32 activations, so only f32-vs-f64 rounding differs (about 1e-6
+observed, printed below).
+
+3e-3 for Q4 and Q8. Their default kernels quantize the activations to int16
+per 32-element block (kernels/x86/matmul_q_avx2.c): every activation is
+off by at most 1/65534 of its block's largest magnitude, which the
+integer dot products then carry exactly. Through the random test models
+(small hidden sizes, unnormalised random weights, up to 300 positions of
+attention) that rounding reaches 1.2e-4 .. 7.6e-4 of the logits' max
+(observed, printed below); 3e-3 leaves a 4x margin and is still 14x below
+what a single flipped weight element gives (the perturbation check, 4e-2).
+This is 256x finer than the int8 activations llama.cpp's quantized matmuls
+use. SEMANTIC_KERNELS=exact keeps f32 activations (within 1e-4 here).
 
 Greedy continuations must be identical, except after a near-tie: random
 weights give exact ties now and then (a top-1/top-2 gap of 0.000 was seen),
@@ -37,7 +48,7 @@ BUILD = os.environ.get("SEM_BUILD_DIR", "build/release")
 BIN = os.environ.get("SEM_BIN", os.path.join(BUILD, "semantic"))
 PY = "/usr/bin/python3"
 MODELS = os.path.join(BUILD, "models")
-TOL = {"f32": 1e-4, "f16": 1e-4, "bf16": 1e-4, "q4": 1e-4, "q8": 1e-4}
+TOL = {"f32": 1e-4, "f16": 1e-4, "bf16": 1e-4, "q4": 3e-3, "q8": 3e-3}
 N_GREEDY = 32
 
 

@@ -1,6 +1,6 @@
 /* matmul_q_avx2.c - AVX2 matmul for the MLX affine Q4/Q8 formats, on
- * activations quantized once per call per 32-element block: to two int16
- * planes (the default tables) or to int8 (the opt-in _int8 tables).
+ * activations quantized once per call per 32-element block: to int16 (the
+ * default tables) or to int8 (the opt-in _int8 tables).
  *
  * For a row, with s_g, b_g the group's scale and bias and x ~ d_k * xq:
  *   y = sum_g [ s_g * sum_{k in g} d_k * sum_{c in k} q_c xq_c ] + b_g * X_g
@@ -9,21 +9,17 @@
  * dot products are exact, so the only rounding besides f32 arithmetic is
  * that of x.
  *
- * int16 (ACT 16), pmaddwd, the default: x ~ d_k * (hi + lo * 2^-15),
- * d_k = amax_k / 32767, hi = round(x / d_k), lo = the rounded residual.
- * One int16 plane alone would round x by up to amax_k / 65534, which the
- * random reference models amplify to ~5e-4 of the logits (against a 1e-4
- * tolerance); with the lo plane the error is about 2^-31 amax_k + 2^-22
- * |x|, as small as f32 arithmetic's, for twice the pmaddwd work (Q4 still
- * about 1.8x faster than the f32 kernels of matmul_qf_avx2.c). Q4 reads
- * 32 weight bytes as 16 u16 lanes of four nibbles each; three shifts and
+ * int16 (ACT 16), pmaddwd, the default: x ~ d_k * h, d_k = amax_k /
+ * 32767, h = round(x / d_k): a rounding error of at most amax_k / 65534 per
+ * element, 256 times smaller than int8's (the reference tests' tolerance
+ * for Q4/Q8 is stated in tests/model/check_reference.py). Q4 reads 32
+ * weight bytes as 16 u16 lanes of four nibbles each; three shifts and
  * masks give elements 4j, 4j+1, 4j+2, 4j+3 of the 64-element chunk in lane
- * j of four vectors, so each plane stores the activations in that order
- * (kn_qx, KN_QX_I16_Q4) and four pmaddwd (u4 x s16, pairs summed in s32)
- * do 64 products. Q8 reads 32 weight bytes as 16 u16 lanes: low bytes
- * (even elements) and high bytes (odd) against activations stored
- * evens-then-odds per 32-block. Per chunk the hi and lo sums are combined
- * in f32 as hi + lo * 2^-15.
+ * j of four vectors, so the activations are stored in that order (kn_qx,
+ * KN_QX_I16_Q4) and four pmaddwd (u4 x s16, pairs summed in s32) do 64
+ * products. Q8 reads 32 weight bytes as 16 u16 lanes: low bytes (even
+ * elements) and high bytes (odd) against activations stored
+ * evens-then-odds per 32-block.
  *
  * int8 (ACT 8), pmaddubsw: Q4 takes the low nibbles of 32 weight bytes as
  * the 32 even elements of a 64-element chunk and the high nibbles as the
@@ -38,9 +34,11 @@
  * f32 folding that follows is shared.
  *
  * Each pass handles up to 4 rows x 1 token (decode) or 1 row x 4 tokens
- * (prefill: each weight chunk is decoded once per tile of tokens). Per
- * (row, token) both do the same f32 operations in the same order on the
- * same exact integer sums, so a token's result does not depend on the
+ * (batched decode and prefill: each weight chunk is unpacked once per tile
+ * of tokens, and the tiles of a row range run one after another over the
+ * same rows, which stay in L2 while the tile's activations stay in L1).
+ * Per (row, token) both do the same f32 operations in the same order on
+ * the same exact integer sums, so a token's result does not depend on the
  * other tokens of the call (batch-invariant, bit for bit).
  *
  * Thread: any; a call writes only rows [r0, r1) of y.
@@ -94,24 +92,17 @@ KN_INLINE void pack32_i16(const __m256i i[4], int16_t *q)
     _mm256_storeu_si256((__m256i *)(q + 16), _mm256_permute4x64_epi64(b, 0xd8));
 }
 
-/* Quantizes x[0..32) to int16 in natural order: hi[32] = round(x * id)
- * and lo[32] = round(2^15 * (x * id - hi)), the residual of the exact
- * product (one FMA), so x ~ d * (hi + lo * 2^-15). */
-KN_INLINE void quant32_i16(const float *x, int16_t *hi, int16_t *lo, float *d, float *sum)
+/* Quantizes x[0..32) to int16 in natural order: q[32] = round(x * id),
+ * so x ~ d * q. */
+KN_INLINE void quant32_i16(const float *x, int16_t *q, float *d, float *sum)
 {
     __m256 v[4] = {_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8), _mm256_loadu_ps(x + 16),
                    _mm256_loadu_ps(x + 24)};
     __m256 id = _mm256_set1_ps(block_stats(v, 32767.0f, d, sum));
-    __m256i h[4], l[4];
-    for (int k = 0; k < 4; k++) {
-        /* |x * id| <= 32767 up to one rounding, and packs saturates */
-        h[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id));
-        /* the residual of the exact product, |r| <= 1/2 (+ rounding) */
-        __m256 r = _mm256_fmsub_ps(v[k], id, _mm256_cvtepi32_ps(h[k]));
-        l[k] = _mm256_cvtps_epi32(_mm256_mul_ps(r, _mm256_set1_ps(32768.0f)));
-    }
-    pack32_i16(h, hi);
-    pack32_i16(l, lo);
+    __m256i h[4];
+    /* |x * id| <= 32767 up to one rounding, and packs saturates */
+    for (int k = 0; k < 4; k++) h[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id));
+    pack32_i16(h, q);
 }
 
 /* Natural-order bytes -> per 16-byte lane: 8 evens then 8 odds, then
@@ -131,27 +122,23 @@ static void store_strided(const int16_t *nat, int16_t *out, size_t n, size_t way
         for (size_t j = 0; j < n / ways; j++) out[p * (n / ways) + j] = nat[j * ways + p];
 }
 
-/* Quantizes token t's row for the int16 kernels: the row holds the hi
- * plane, then the lo plane, cols elements each, in the layout's order. */
+/* Quantizes token t's row for the int16 kernels, in the layout's order. */
 static void quantize_i16(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout)
 {
     size_t cols = qx->cols, nb = cols / 32, bpg = (size_t)qx->group_size / 32;
-    int16_t *q = qx->q16 + t * cols * 2, nat[2][64];
+    int16_t *q = qx->q16 + t * cols, nat[64];
     float *d = qx->d + t * nb * 4, *gsum = qx->gsum + t * (cols / (size_t)qx->group_size);
     float gacc = 0;
     for (size_t b = 0; b < nb; b++) {
         float db, sb;
         size_t o = 32 * (b % 2);
-        quant32_i16(x + 32 * b, nat[0] + o, nat[1] + o, &db, &sb);
+        quant32_i16(x + 32 * b, nat + o, &db, &sb);
         _mm_storeu_ps(d + 4 * b, _mm_set1_ps(db));
         gacc += sb;
         if ((b + 1) % bpg == 0) gsum[b / bpg] = gacc, gacc = 0;
-        for (size_t plane = 0; plane < 2; plane++) {
-            int16_t *out = q + plane * cols;
-            if (layout == KN_QX_I16_Q8) store_strided(nat[plane] + o, out + 32 * b, 32, 2);
-            else if (b % 2) store_strided(nat[plane], out + 32 * (b - 1), 64, 4);
-            else if (b + 1 == nb) store_strided(nat[plane], out + 32 * b, 32, 4); /* a trailing half chunk */
-        }
+        if (layout == KN_QX_I16_Q8) store_strided(nat + o, q + 32 * b, 32, 2);
+        else if (b % 2) store_strided(nat, q + 32 * (b - 1), 64, 4);
+        else if (b + 1 == nb) store_strided(nat, q + 32 * b, 32, 4); /* a trailing half chunk */
     }
 }
 
@@ -209,29 +196,21 @@ typedef struct q_args {
     size_t ng;                  /* groups per row */
 } q_args;
 
-/* With hi and lo planes the activations of a chunk need 8 registers;
- * kept across a 4-row tile they spill. A compiler barrier between rows
- * makes GCC read them as memory operands of pmaddwd (L1 loads) instead. */
-#define RELOAD(ACT)                                                                            \
-    do {                                                                                       \
-        if ((ACT) == 16) __asm__ volatile("" ::: "memory");                                     \
-    } while (0)
-
-/* Token t's activations from element c, int8 or int16 as ACT says (int16:
- * the hi plane; the lo plane follows cols elements later). */
-KN_INLINE const void *x_at(const kn_qx *qx, size_t t, size_t c, int ACT)
+/* Token t's activations, int8 or int16 as ACT says. */
+KN_INLINE const void *x_row(const kn_qx *qx, size_t t, int ACT)
 {
-    if (ACT == 8) return qx->q + t * qx->cols + c;
-    return qx->q16 + t * qx->cols * 2 + c;
+    if (ACT == 8) return qx->q + t * qx->cols;
+    return qx->q16 + t * qx->cols;
+}
+
+/* Element c of an activation row. */
+KN_INLINE const void *x_off(const void *row, size_t c, int ACT)
+{
+    return ACT == 8 ? (const void *)((const int8_t *)row + c) : (const void *)((const int16_t *)row + c);
 }
 
 KN_INLINE __m256i ld256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
-
-/* The int32 dot products with the hi and lo planes as f32: hi + lo 2^-15. */
-KN_INLINE __m256 combine(__m256i hi, __m256i lo)
-{
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_set1_ps(0x1p-15f), _mm256_cvtepi32_ps(hi));
-}
+KN_INLINE __m128i ld128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
 
 /* acc + sum over groups [0, gn) of bias'[g] * X[g], where bias' is bi[g]
  * (+ 128 * sc[g] for int8 Q8, see the top comment). */
@@ -259,58 +238,70 @@ KN_INLINE void load_sb(const kn_weight *w, size_t ng, size_t r, size_t g0, size_
 
 /* ---- Q4 ------------------------------------------------------------------------- */
 
-/* Integer dot of one 64-element chunk (32 weight bytes at wp) with token
- * t's activations from element c, as 8 f32 lanes: lanes 0-3 hold the
- * first 32-block's partial sums, lanes 4-7 the second's. */
-KN_INLINE __m256 q4_isum(const uint8_t *wp, const void *xp, size_t cols, int ACT)
+/* One 64-element chunk of weights (32 bytes), unpacked for the kernel:
+ * int16 - four vectors of u16 lanes (elements 4j + p in vector p);
+ * int8 - the low nibbles (evens) and the high nibbles (odds) as u8. */
+typedef struct q4w {
+    __m256i n[4];
+} q4w;
+
+KN_INLINE q4w q4_unpack(const uint8_t *wp, int ACT)
 {
     __m256i wv = ld256(wp);
+    q4w u;
     if (ACT == 8) {
-        const int8_t *xq = xp;
         const __m256i m4 = _mm256_set1_epi8(0x0f);
-        __m256i lo = _mm256_and_si256(wv, m4);
-        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), m4);
-        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ld256(xq)), _mm256_maddubs_epi16(hi, ld256(xq + 32)));
-        return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+        u.n[0] = _mm256_and_si256(wv, m4);
+        u.n[1] = _mm256_and_si256(_mm256_srli_epi16(wv, 4), m4);
+        u.n[2] = u.n[3] = u.n[0];
+        return u;
     }
-    const int16_t *xh = xp, *xl = xh + cols;
     const __m256i m4 = _mm256_set1_epi16(0x0f);
-    __m256i n0 = _mm256_and_si256(wv, m4);
-    __m256i n1 = _mm256_and_si256(_mm256_srli_epi16(wv, 4), m4);
-    __m256i n2 = _mm256_and_si256(_mm256_srli_epi16(wv, 8), m4);
-    __m256i n3 = _mm256_srli_epi16(wv, 12);
-    __m256i sh = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(n0, ld256(xh)), _mm256_madd_epi16(n1, ld256(xh + 16))),
-                                  _mm256_add_epi32(_mm256_madd_epi16(n2, ld256(xh + 32)), _mm256_madd_epi16(n3, ld256(xh + 48))));
-    __m256i sl = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(n0, ld256(xl)), _mm256_madd_epi16(n1, ld256(xl + 16))),
-                                  _mm256_add_epi32(_mm256_madd_epi16(n2, ld256(xl + 32)), _mm256_madd_epi16(n3, ld256(xl + 48))));
-    return combine(sh, sl);
+    u.n[0] = _mm256_and_si256(wv, m4);
+    u.n[1] = _mm256_and_si256(_mm256_srli_epi16(wv, 4), m4);
+    u.n[2] = _mm256_and_si256(_mm256_srli_epi16(wv, 8), m4);
+    u.n[3] = _mm256_srli_epi16(wv, 12);
+    return u;
 }
 
-/* The same for a lone trailing 32-block (16 weight bytes) of token t at
- * element c, in lanes 0-3. */
-KN_INLINE __m256 q4_isum_half(const uint8_t *wp, const kn_qx *qx, size_t t, size_t c, int ACT)
+/* Integer dot of an unpacked chunk with the activations at xp, as 8 f32
+ * lanes: lanes 0-3 hold the chunk's first 32-block's partial sums, lanes
+ * 4-7 the second's. */
+KN_INLINE __m256 q4_dot(const q4w *u, const void *xp, int ACT)
 {
-    __m128i wv = _mm_loadu_si128((const __m128i *)wp);
     if (ACT == 8) {
-        const int8_t *xq = qx->q + t * qx->cols + c;
+        const int8_t *xq = xp;
+        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(u->n[0], ld256(xq)),
+                                     _mm256_maddubs_epi16(u->n[1], ld256(xq + 32)));
+        return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+    }
+    const int16_t *xh = xp;
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(u->n[0], ld256(xh)), _mm256_madd_epi16(u->n[1], ld256(xh + 16))),
+                                 _mm256_add_epi32(_mm256_madd_epi16(u->n[2], ld256(xh + 32)), _mm256_madd_epi16(u->n[3], ld256(xh + 48))));
+    return _mm256_cvtepi32_ps(s);
+}
+
+/* The same for a lone trailing 32-block (16 weight bytes at wp,
+ * activations at xp), in lanes 0-3. */
+KN_INLINE __m256 q4_dot_half(const uint8_t *wp, const void *xp, int ACT)
+{
+    __m128i wv = ld128(wp), s;
+    if (ACT == 8) {
+        const int8_t *xq = xp;
         const __m128i m4 = _mm_set1_epi8(0x0f);
         __m128i lo = _mm_and_si128(wv, m4);
         __m128i hi = _mm_and_si128(_mm_srli_epi16(wv, 4), m4);
-        __m128i xe = _mm_loadu_si128((const __m128i *)xq);
-        __m128i xo = _mm_loadu_si128((const __m128i *)(xq + 16));
-        __m128i p = _mm_add_epi16(_mm_maddubs_epi16(lo, xe), _mm_maddubs_epi16(hi, xo));
-        __m128i s = _mm_madd_epi16(p, _mm_set1_epi16(1));
-        return _mm256_insertf128_ps(_mm256_setzero_ps(), _mm_cvtepi32_ps(s), 0);
+        __m128i p = _mm_add_epi16(_mm_maddubs_epi16(lo, ld128(xq)), _mm_maddubs_epi16(hi, ld128(xq + 16)));
+        s = _mm_madd_epi16(p, _mm_set1_epi16(1));
+    } else {
+        const int16_t *xh = xp;
+        const __m128i m4 = _mm_set1_epi16(0x0f);
+        s = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_and_si128(wv, m4), ld128(xh)),
+                                        _mm_madd_epi16(_mm_and_si128(_mm_srli_epi16(wv, 4), m4), ld128(xh + 8))),
+                          _mm_add_epi32(_mm_madd_epi16(_mm_and_si128(_mm_srli_epi16(wv, 8), m4), ld128(xh + 16)),
+                                        _mm_madd_epi16(_mm_srli_epi16(wv, 12), ld128(xh + 24))));
     }
-    const int16_t *xh = x_at(qx, t, c, ACT);
-    const __m128i m4 = _mm_set1_epi16(0x0f);
-    __m128i n[4] = {_mm_and_si128(wv, m4), _mm_and_si128(_mm_srli_epi16(wv, 4), m4),
-                    _mm_and_si128(_mm_srli_epi16(wv, 8), m4), _mm_srli_epi16(wv, 12)};
-    __m128i s[2] = {_mm_setzero_si128(), _mm_setzero_si128()};
-    for (int plane = 0; plane < 2; plane++)
-        for (int k = 0; k < 4; k++)
-            s[plane] = _mm_add_epi32(s[plane], _mm_madd_epi16(n[k], _mm_loadu_si128((const __m128i *)(xh + plane * qx->cols + 8 * (size_t)k))));
-    return combine(_mm256_castsi128_si256(s[0]), _mm256_castsi128_si256(s[1]));
+    return _mm256_insertf128_ps(_mm256_setzero_ps(), _mm_cvtepi32_ps(s), 0);
 }
 
 /* Per-lane group scales of the chunk starting at group g: for GS 32 the
@@ -326,9 +317,10 @@ KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS, int ACT)
 {
     const kn_weight *w = a->w;
     const kn_qx *qx = a->qx;
-    size_t ng = a->ng, rb = a->rb, cols = w->cols;
+    size_t ng = a->ng, rb = a->rb;
     const uint8_t *w0 = (const uint8_t *)w->data + r * rb;
     const uint8_t *pf = kn_prefetch_base(w0, rb); /* 128 bytes per chunk */
+    const void *x = x_row(qx, 0, ACT);
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     float sc[4][SEG], bi[4][SEG];
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
@@ -347,26 +339,26 @@ KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS, int ACT)
             for (size_t k = 0; k < (GS == 128 ? 2 : 1); k++, c += 64) {
                 __m256 d = _mm256_loadu_ps(qx->d + c / 8);
                 const uint8_t *wp = w0 + c / 2;
-                const void *xp = x_at(qx, 0, c, ACT);
+                const void *xp = x_off(x, c, ACT);
                 _mm_prefetch((const char *)(pf + 2 * c), _MM_HINT_T0);
                 _mm_prefetch((const char *)(pf + 2 * c + 64), _MM_HINT_T0);
-                a0 = _mm256_fmadd_ps(q4_isum(wp, xp, cols, ACT), _mm256_mul_ps(d, s0), a0);
-                RELOAD(ACT);
-                a1 = _mm256_fmadd_ps(q4_isum(wp + rb, xp, cols, ACT), _mm256_mul_ps(d, s1), a1);
-                RELOAD(ACT);
-                a2 = _mm256_fmadd_ps(q4_isum(wp + 2 * rb, xp, cols, ACT), _mm256_mul_ps(d, s2), a2);
-                RELOAD(ACT);
-                a3 = _mm256_fmadd_ps(q4_isum(wp + 3 * rb, xp, cols, ACT), _mm256_mul_ps(d, s3), a3);
+                q4w u0 = q4_unpack(wp, ACT), u1 = q4_unpack(wp + rb, ACT);
+                a0 = _mm256_fmadd_ps(q4_dot(&u0, xp, ACT), _mm256_mul_ps(d, s0), a0);
+                a1 = _mm256_fmadd_ps(q4_dot(&u1, xp, ACT), _mm256_mul_ps(d, s1), a1);
+                q4w u2 = q4_unpack(wp + 2 * rb, ACT), u3 = q4_unpack(wp + 3 * rb, ACT);
+                a2 = _mm256_fmadd_ps(q4_dot(&u2, xp, ACT), _mm256_mul_ps(d, s2), a2);
+                a3 = _mm256_fmadd_ps(q4_dot(&u3, xp, ACT), _mm256_mul_ps(d, s3), a3);
             }
         }
         if (c < c_end) { /* GS 32 with an odd block count: the last block */
             size_t g = gn - 1;
             float d = qx->d[c / 8];
             const uint8_t *wp = w0 + c / 2;
-            a0 = _mm256_fmadd_ps(q4_isum_half(wp, qx, 0, c, ACT), _mm256_set1_ps(d * sc[0][g]), a0);
-            a1 = _mm256_fmadd_ps(q4_isum_half(wp + rb, qx, 0, c, ACT), _mm256_set1_ps(d * sc[1][g]), a1);
-            a2 = _mm256_fmadd_ps(q4_isum_half(wp + 2 * rb, qx, 0, c, ACT), _mm256_set1_ps(d * sc[2][g]), a2);
-            a3 = _mm256_fmadd_ps(q4_isum_half(wp + 3 * rb, qx, 0, c, ACT), _mm256_set1_ps(d * sc[3][g]), a3);
+            const void *xp = x_off(x, c, ACT);
+            a0 = _mm256_fmadd_ps(q4_dot_half(wp, xp, ACT), _mm256_set1_ps(d * sc[0][g]), a0);
+            a1 = _mm256_fmadd_ps(q4_dot_half(wp + rb, xp, ACT), _mm256_set1_ps(d * sc[1][g]), a1);
+            a2 = _mm256_fmadd_ps(q4_dot_half(wp + 2 * rb, xp, ACT), _mm256_set1_ps(d * sc[2][g]), a2);
+            a3 = _mm256_fmadd_ps(q4_dot_half(wp + 3 * rb, xp, ACT), _mm256_set1_ps(d * sc[3][g]), a3);
         }
     }
     y[r] = kn_hsum256(a0);
@@ -375,17 +367,24 @@ KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS, int ACT)
     y[r + 3] = kn_hsum256(a3);
 }
 
-/* One row, NT (1 or 4) tokens from t0: each weight chunk is loaded once
+/* One row, NT (1 or 4) tokens from t0: each weight chunk is unpacked once
  * and used for every token of the tile. */
 KN_INLINE void q4_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t ldy, int NT,
                          size_t GS, int ACT)
 {
     const kn_weight *w = a->w;
     const kn_qx *qx = a->qx;
-    size_t ng = a->ng, cols = w->cols, nbd = cols / 8;
+    size_t ng = a->ng, nbd = w->cols / 8;
     const uint8_t *wr = (const uint8_t *)w->data + r * a->rb;
-    const float *d0 = qx->d + t0 * nbd;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const void *x[4];
+    const float *d[4];
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++) {
+        x[t] = x_row(qx, t0 + (size_t)t, ACT);
+        d[t] = qx->d + (t0 + (size_t)t) * nbd;
+        acc[t] = _mm256_setzero_ps();
+    }
     float sc[SEG], bi[SEG];
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
         size_t gn = ng - g0 < SEG ? ng - g0 : SEG;
@@ -398,20 +397,19 @@ KN_INLINE void q4_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t 
         for (size_t g = 0; c + 64 <= c_end; g += step) {
             __m256 s = chunk_scale(sc, g, GS);
             for (size_t k = 0; k < (GS == 128 ? 2 : 1); k++, c += 64) {
+                q4w u = q4_unpack(wr + c / 2, ACT);
 #pragma GCC unroll 4
-                for (int t = 0; t < NT; t++) {
-                    __m256 d = _mm256_loadu_ps(d0 + (size_t)t * nbd + c / 8);
-                    acc[t] = _mm256_fmadd_ps(q4_isum(wr + c / 2, x_at(qx, t0 + (size_t)t, c, ACT), cols, ACT),
-                                             _mm256_mul_ps(d, s), acc[t]);
-                }
+                for (int t = 0; t < NT; t++)
+                    acc[t] = _mm256_fmadd_ps(q4_dot(&u, x_off(x[t], c, ACT), ACT),
+                                             _mm256_mul_ps(_mm256_loadu_ps(d[t] + c / 8), s), acc[t]);
             }
         }
         if (c < c_end) {
 #pragma GCC unroll 4
             for (int t = 0; t < NT; t++) {
-                float d = d0[(size_t)t * nbd + c / 8] * sc[gn - 1];
-                acc[t] = _mm256_fmadd_ps(q4_isum_half(wr + c / 2, qx, t0 + (size_t)t, c, ACT),
-                                         _mm256_set1_ps(d), acc[t]);
+                float dc = d[t][c / 8] * sc[gn - 1];
+                acc[t] = _mm256_fmadd_ps(q4_dot_half(wr + c / 2, x_off(x[t], c, ACT), ACT),
+                                         _mm256_set1_ps(dc), acc[t]);
             }
         }
     }
@@ -428,11 +426,11 @@ KN_INLINE void mm_q4_gs(const q_args *a, size_t r0, size_t r1, float *y, size_t 
         for (; r < r1; r++) q4_tokens(a, r, 0, y, ldy, 1, GS, ACT);
         return;
     }
-    for (size_t r = r0; r < r1; r++) {
-        size_t t = 0;
-        for (; t + 4 <= n_tokens; t += 4) q4_tokens(a, r, t, y, ldy, 4, GS, ACT);
-        for (; t < n_tokens; t++) q4_tokens(a, r, t, y, ldy, 1, GS, ACT);
-    }
+    size_t t = 0;
+    for (; t + 4 <= n_tokens; t += 4)
+        for (size_t r = r0; r < r1; r++) q4_tokens(a, r, t, y, ldy, 4, GS, ACT);
+    for (; t < n_tokens; t++)
+        for (size_t r = r0; r < r1; r++) q4_tokens(a, r, t, y, ldy, 1, GS, ACT);
 }
 
 KN_INLINE void mm_q4(const kn_weight *w, size_t r0, size_t r1, const kn_qx *qx, float *y,
@@ -460,34 +458,30 @@ void kn_avx2_mm_q4_i16(const kn_weight *w, size_t r0, size_t r1, const float *x,
 
 /* ---- Q8 ------------------------------------------------------------------------- */
 
-/* Integer dot of one 32-block (32 weight bytes) with token t's
- * activations from element c, as 8 f32 lanes. int8: |q - 128| x sign(xq,
- * q - 128); int16: the low and high bytes of each u16 lane against the
- * evens and the odds. */
-KN_INLINE __m256 q8_isum(const uint8_t *wp, const void *xp, size_t cols, int ACT)
+/* Integer dot of one 32-block (32 weight bytes) with the activations at
+ * xp, as 8 f32 lanes. int8: |q - 128| x sign(xq, q - 128); int16: the low
+ * and high bytes of each u16 lane against the evens and the odds. */
+KN_INLINE __m256 q8_dot(__m256i wv, const void *xp, int ACT)
 {
-    __m256i wv = ld256(wp);
     if (ACT == 8) {
-        __m256i xv = ld256(xp);
         __m256i ws = _mm256_xor_si256(wv, _mm256_set1_epi8((char)0x80));
-        __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(ws), _mm256_sign_epi8(xv, ws));
+        __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(ws), _mm256_sign_epi8(ld256(xp), ws));
         return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
     }
-    const int16_t *xh = xp, *xl = xh + cols;
+    const int16_t *xh = xp;
     __m256i lo = _mm256_and_si256(wv, _mm256_set1_epi16(0xff));
     __m256i hi = _mm256_srli_epi16(wv, 8);
-    __m256i sh = _mm256_add_epi32(_mm256_madd_epi16(lo, ld256(xh)), _mm256_madd_epi16(hi, ld256(xh + 16)));
-    __m256i sl = _mm256_add_epi32(_mm256_madd_epi16(lo, ld256(xl)), _mm256_madd_epi16(hi, ld256(xl + 16)));
-    return combine(sh, sl);
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(lo, ld256(xh)), _mm256_madd_epi16(hi, ld256(xh + 16))));
 }
 
 KN_INLINE void q8_rows4(const q_args *a, size_t r, float *y, size_t GS, int ACT)
 {
     const kn_weight *w = a->w;
     const kn_qx *qx = a->qx;
-    size_t ng = a->ng, rb = a->rb, cols = w->cols;
+    size_t ng = a->ng, rb = a->rb;
     const uint8_t *w0 = (const uint8_t *)w->data + r * rb;
     const uint8_t *pf = kn_prefetch_base(w0, rb); /* 128 bytes per chunk */
+    const void *x = x_row(qx, 0, ACT);
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     float sc[4][SEG], bi[4][SEG];
     bool fold = ACT == 8;
@@ -505,16 +499,13 @@ KN_INLINE void q8_rows4(const q_args *a, size_t r, float *y, size_t GS, int ACT)
             for (size_t k = 0; k < GS / 32; k++, c += 32) {
                 __m256 d = _mm256_broadcast_ss(qx->d + c / 8);
                 const uint8_t *wp = w0 + c;
-                const void *xp = x_at(qx, 0, c, ACT);
+                const void *xp = x_off(x, c, ACT);
                 _mm_prefetch((const char *)(pf + 4 * c), _MM_HINT_T0);
                 _mm_prefetch((const char *)(pf + 4 * c + 64), _MM_HINT_T0);
-                a0 = _mm256_fmadd_ps(q8_isum(wp, xp, cols, ACT), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[0][g])), a0);
-                RELOAD(ACT);
-                a1 = _mm256_fmadd_ps(q8_isum(wp + rb, xp, cols, ACT), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[1][g])), a1);
-                RELOAD(ACT);
-                a2 = _mm256_fmadd_ps(q8_isum(wp + 2 * rb, xp, cols, ACT), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[2][g])), a2);
-                RELOAD(ACT);
-                a3 = _mm256_fmadd_ps(q8_isum(wp + 3 * rb, xp, cols, ACT), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[3][g])), a3);
+                a0 = _mm256_fmadd_ps(q8_dot(ld256(wp), xp, ACT), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[0][g])), a0);
+                a1 = _mm256_fmadd_ps(q8_dot(ld256(wp + rb), xp, ACT), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[1][g])), a1);
+                a2 = _mm256_fmadd_ps(q8_dot(ld256(wp + 2 * rb), xp, ACT), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[2][g])), a2);
+                a3 = _mm256_fmadd_ps(q8_dot(ld256(wp + 3 * rb), xp, ACT), _mm256_mul_ps(d, _mm256_broadcast_ss(&sc[3][g])), a3);
             }
         }
     }
@@ -529,10 +520,17 @@ KN_INLINE void q8_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t 
 {
     const kn_weight *w = a->w;
     const kn_qx *qx = a->qx;
-    size_t ng = a->ng, cols = w->cols, nbd = cols / 8;
+    size_t ng = a->ng, nbd = w->cols / 8;
     const uint8_t *wr = (const uint8_t *)w->data + r * a->rb;
-    const float *d0 = qx->d + t0 * nbd;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const void *x[4];
+    const float *d[4];
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++) {
+        x[t] = x_row(qx, t0 + (size_t)t, ACT);
+        d[t] = qx->d + (t0 + (size_t)t) * nbd;
+        acc[t] = _mm256_setzero_ps();
+    }
     float sc[SEG], bi[SEG];
     bool fold = ACT == 8;
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
@@ -545,12 +543,11 @@ KN_INLINE void q8_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t 
         for (size_t g = 0; g < gn; g++) {
             __m256 s = _mm256_broadcast_ss(&sc[g]);
             for (size_t k = 0; k < GS / 32; k++, c += 32) {
+                __m256i wv = ld256(wr + c);
 #pragma GCC unroll 4
-                for (int t = 0; t < NT; t++) {
-                    __m256 d = _mm256_broadcast_ss(d0 + (size_t)t * nbd + c / 8);
-                    acc[t] = _mm256_fmadd_ps(q8_isum(wr + c, x_at(qx, t0 + (size_t)t, c, ACT), cols, ACT),
-                                             _mm256_mul_ps(d, s), acc[t]);
-                }
+                for (int t = 0; t < NT; t++)
+                    acc[t] = _mm256_fmadd_ps(q8_dot(wv, x_off(x[t], c, ACT), ACT),
+                                             _mm256_mul_ps(_mm256_broadcast_ss(d[t] + c / 8), s), acc[t]);
             }
         }
     }
@@ -567,11 +564,11 @@ KN_INLINE void mm_q8_gs(const q_args *a, size_t r0, size_t r1, float *y, size_t 
         for (; r < r1; r++) q8_tokens(a, r, 0, y, ldy, 1, GS, ACT);
         return;
     }
-    for (size_t r = r0; r < r1; r++) {
-        size_t t = 0;
-        for (; t + 4 <= n_tokens; t += 4) q8_tokens(a, r, t, y, ldy, 4, GS, ACT);
-        for (; t < n_tokens; t++) q8_tokens(a, r, t, y, ldy, 1, GS, ACT);
-    }
+    size_t t = 0;
+    for (; t + 4 <= n_tokens; t += 4)
+        for (size_t r = r0; r < r1; r++) q8_tokens(a, r, t, y, ldy, 4, GS, ACT);
+    for (; t < n_tokens; t++)
+        for (size_t r = r0; r < r1; r++) q8_tokens(a, r, t, y, ldy, 1, GS, ACT);
 }
 
 KN_INLINE void mm_q8(const kn_weight *w, size_t r0, size_t r1, const kn_qx *qx, float *y,

@@ -4,11 +4,11 @@
  * point to may use the instruction sets.
  *
  * Each ISA has three tables that differ only in their Q4/Q8 matmul:
- *  - default: activations quantized per 32-block to two int16 planes (hi
- *    and a residual lo), pmaddwd (matmul_q_avx2.c). x is represented to
- *    about 2^-31 of its block's max (plus 2^-22 of itself), as close as
- *    f32 arithmetic gets; the kernels are batch-invariant and stream Q4
- *    weights about 1.8x faster per core than the f32 kernels.
+ *  - default: activations quantized per 32-block to int16, pmaddwd
+ *    (matmul_q_avx2.c). x is represented to 1/65534 of its block's max,
+ *    256x finer than int8; the kernels are batch-invariant, stream Q4
+ *    weights about 3x faster per core than the f32 kernels, and a tile of
+ *    4 tokens reuses each unpacked weight chunk (batched decode, prefill).
  *  - _exact (kn_ctx_params.q_exact, SEMANTIC_KERNELS=exact): weights
  *    dequantized in registers on f32 activations (matmul_qf_avx2.c),
  *    exact up to f32 rounding.
