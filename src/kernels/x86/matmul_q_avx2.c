@@ -367,7 +367,7 @@ KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS, int ACT)
     y[r + 3] = kn_hsum256(a3);
 }
 
-/* One row, NT (1 or 4) tokens from t0: each weight chunk is unpacked once
+/* One row, NT (1 to 4) tokens from t0: each weight chunk is unpacked once
  * and used for every token of the tile. */
 KN_INLINE void q4_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t ldy, int NT,
                          size_t GS, int ACT)
@@ -426,11 +426,15 @@ KN_INLINE void mm_q4_gs(const q_args *a, size_t r0, size_t r1, float *y, size_t 
         for (; r < r1; r++) q4_tokens(a, r, 0, y, ldy, 1, GS, ACT);
         return;
     }
-    size_t t = 0;
-    for (; t + 4 <= n_tokens; t += 4)
-        for (size_t r = r0; r < r1; r++) q4_tokens(a, r, t, y, ldy, 4, GS, ACT);
-    for (; t < n_tokens; t++)
-        for (size_t r = r0; r < r1; r++) q4_tokens(a, r, t, y, ldy, 1, GS, ACT);
+    for (size_t t = 0; t < n_tokens; t += 4) {
+        size_t nt = n_tokens - t < 4 ? n_tokens - t : 4;
+        for (size_t r = r0; r < r1; r++) {
+            if (nt == 4) q4_tokens(a, r, t, y, ldy, 4, GS, ACT);
+            else if (nt == 3) q4_tokens(a, r, t, y, ldy, 3, GS, ACT);
+            else if (nt == 2) q4_tokens(a, r, t, y, ldy, 2, GS, ACT);
+            else q4_tokens(a, r, t, y, ldy, 1, GS, ACT);
+        }
+    }
 }
 
 KN_INLINE void mm_q4(const kn_weight *w, size_t r0, size_t r1, const kn_qx *qx, float *y,
@@ -564,11 +568,15 @@ KN_INLINE void mm_q8_gs(const q_args *a, size_t r0, size_t r1, float *y, size_t 
         for (; r < r1; r++) q8_tokens(a, r, 0, y, ldy, 1, GS, ACT);
         return;
     }
-    size_t t = 0;
-    for (; t + 4 <= n_tokens; t += 4)
-        for (size_t r = r0; r < r1; r++) q8_tokens(a, r, t, y, ldy, 4, GS, ACT);
-    for (; t < n_tokens; t++)
-        for (size_t r = r0; r < r1; r++) q8_tokens(a, r, t, y, ldy, 1, GS, ACT);
+    for (size_t t = 0; t < n_tokens; t += 4) {
+        size_t nt = n_tokens - t < 4 ? n_tokens - t : 4;
+        for (size_t r = r0; r < r1; r++) {
+            if (nt == 4) q8_tokens(a, r, t, y, ldy, 4, GS, ACT);
+            else if (nt == 3) q8_tokens(a, r, t, y, ldy, 3, GS, ACT);
+            else if (nt == 2) q8_tokens(a, r, t, y, ldy, 2, GS, ACT);
+            else q8_tokens(a, r, t, y, ldy, 1, GS, ACT);
+        }
+    }
 }
 
 KN_INLINE void mm_q8(const kn_weight *w, size_t r0, size_t r1, const kn_qx *qx, float *y,
