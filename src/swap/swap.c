@@ -144,7 +144,9 @@ static sem_status reconfigure(swap_mgr *sm, loaded *l, sem_err *err)
     kp.max_tokens = (size_t)(sm->p.engine.prefill_chunk > 0 ? sm->p.engine.prefill_chunk : 512) +
                     (size_t)(sm->p.engine.max_batch > 0 ? sm->p.engine.max_batch : 8) + 1;
     kp.max_cols = model_max_matmul_cols(l->m);
-    return kn_ctx_create(&kp, &l->kc, err);
+    sem_status st = kn_ctx_create(&kp, &l->kc, err);
+    if (!st) sem_log(sm->p.lg, SEM_LOG_INFO, "kernels isa=%s threads=%d", kn_ctx_isa(l->kc), tp_n_threads(kp.pool));
+    return st;
 }
 
 /* Steps 7 and 8: the engine, whose cache store opens the model's

@@ -82,5 +82,16 @@ grep -q 'SIGTERM received: draining' "$tmp/server.log" || { echo "FAIL: no drain
 if grep 'http req=' "$tmp/server.log" | grep -qv 'req=req_\|req=[A-Za-z0-9._-]'; then
   echo "FAIL: a request log line without a request id"; status=1
 fi
+# SEMANTIC_KERNELS reaches serve's kernel contexts as it does every other
+# command's: the default above, f32 activations here (on a CPU without AVX2
+# both are the reference kernels).
+grep -q 'kernels isa=\(avx2\|avx512\|ref\) ' "$tmp/server.log" || { echo "FAIL: no default kernels log line"; status=1; }
+SEMANTIC_KERNELS=exact "$bin" serve --models-dir "$models" --model tiny-qwen3 --cache-dir none --port 0 \
+  --port-file "$tmp/port2" --threads 1 --log-level info 2> "$tmp/server2.log" &
+pid=$!
+for _ in $(seq 1 600); do grep -q 'serving model=' "$tmp/server2.log" && break; sleep 0.1; done
+kill -TERM "$pid"; wait "$pid" || true; pid=""
+grep -q 'kernels isa=\(avx2-exact\|avx512-exact\|ref\) ' "$tmp/server2.log" || {
+  echo "FAIL: SEMANTIC_KERNELS=exact did not reach serve"; cat "$tmp/server2.log"; status=1; }
 if [ "$status" != 0 ]; then echo "--- server log (tail)"; tail -n 60 "$tmp/server.log"; fi
 exit $status
