@@ -125,7 +125,10 @@ def load_ckpt(path, model, opt, data_gen, p):
     old = ck["hyper"]
     same = {k: v for k, v in old.items() if k != "steps"} == \
         {k: v for k, v in p.items() if k != "steps"}
-    if not same or ck["step"] > min(decay_start(old), decay_start(p)):
+    # the same step count is the same schedule everywhere; another count
+    # shares it only up to the earlier decay start
+    moved = old["steps"] != p["steps"] and ck["step"] > min(decay_start(old), decay_start(p))
+    if not same or moved:
         sys.exit("train: checkpoint at step %d does not fit this schedule; "
                  "start afresh without --resume" % ck["step"])
     model.load_state_dict(ck["model"])
@@ -292,8 +295,9 @@ def main():
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--resume", action="store_true",
-                    help="continue from OUT/ckpt.pt when its step lies "
-                    "before the decay phase of both schedules")
+                    help="continue from OUT/ckpt.pt, bit-exactly: at any "
+                    "step with the same --steps, before the decay phase of "
+                    "both schedules with another")
     ap.add_argument("--bench", action="store_true",
                     help="only time the training steps; save nothing")
     args = ap.parse_args()
