@@ -26,11 +26,11 @@ def load(run_dir):
     w_path = os.path.join(run_dir, "weights.npz")
     for p in (log_path, w_path):
         if not os.path.exists(p):
-            sys.exit("check_retrain: %s is missing (has the run finished?)" % p)
+            raise ValueError("%s is missing (has the run finished?)" % p)
     with open(log_path) as f:
         log = json.load(f)
     if "valid" not in log or "ppl" not in log["valid"]:
-        sys.exit("check_retrain: %s has no final validation perplexity" % log_path)
+        raise ValueError("%s has no final validation perplexity" % log_path)
     return log, np.load(w_path)
 
 
@@ -45,8 +45,8 @@ def main():
     args = ap.parse_args()
     try:
         (log_a, w_a), (log_b, w_b) = load(args.original), load(args.rerun)
-    except SystemExit as e:
-        print(e, file=sys.stderr)
+    except ValueError as e:
+        print("check_retrain: %s" % e, file=sys.stderr)
         return 2
     ppl_a, ppl_b = log_a["valid"]["ppl"], log_b["valid"]["ppl"]
     rel = abs(ppl_b - ppl_a) / ppl_a
