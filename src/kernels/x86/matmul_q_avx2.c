@@ -209,6 +209,19 @@ KN_INLINE const void *x_off(const void *row, size_t c, int ACT)
     return ACT == 8 ? (const void *)((const int8_t *)row + c) : (const void *)((const int16_t *)row + c);
 }
 
+/* A tile of NT tokens from t0: each token's activation row, its block
+ * scales (cols / 8 floats per token) and a zeroed accumulator. */
+KN_INLINE void tile_begin(const kn_qx *qx, size_t t0, int NT, int ACT, const void **x,
+                          const float **d, __m256 *acc)
+{
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++) {
+        x[t] = x_row(qx, t0 + (size_t)t, ACT);
+        d[t] = qx->d + (t0 + (size_t)t) * (qx->cols / 8);
+        acc[t] = _mm256_setzero_ps();
+    }
+}
+
 KN_INLINE __m256i ld256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 KN_INLINE __m128i ld128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
 
@@ -374,17 +387,12 @@ KN_INLINE void q4_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t 
 {
     const kn_weight *w = a->w;
     const kn_qx *qx = a->qx;
-    size_t ng = a->ng, nbd = w->cols / 8;
+    size_t ng = a->ng;
     const uint8_t *wr = (const uint8_t *)w->data + r * a->rb;
     const void *x[4];
     const float *d[4];
     __m256 acc[4];
-#pragma GCC unroll 4
-    for (int t = 0; t < NT; t++) {
-        x[t] = x_row(qx, t0 + (size_t)t, ACT);
-        d[t] = qx->d + (t0 + (size_t)t) * nbd;
-        acc[t] = _mm256_setzero_ps();
-    }
+    tile_begin(qx, t0, NT, ACT, x, d, acc);
     float sc[SEG], bi[SEG];
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
         size_t gn = ng - g0 < SEG ? ng - g0 : SEG;
@@ -524,17 +532,12 @@ KN_INLINE void q8_tokens(const q_args *a, size_t r, size_t t0, float *y, size_t 
 {
     const kn_weight *w = a->w;
     const kn_qx *qx = a->qx;
-    size_t ng = a->ng, nbd = w->cols / 8;
+    size_t ng = a->ng;
     const uint8_t *wr = (const uint8_t *)w->data + r * a->rb;
     const void *x[4];
     const float *d[4];
     __m256 acc[4];
-#pragma GCC unroll 4
-    for (int t = 0; t < NT; t++) {
-        x[t] = x_row(qx, t0 + (size_t)t, ACT);
-        d[t] = qx->d + (t0 + (size_t)t) * nbd;
-        acc[t] = _mm256_setzero_ps();
-    }
+    tile_begin(qx, t0, NT, ACT, x, d, acc);
     float sc[SEG], bi[SEG];
     bool fold = ACT == 8;
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
