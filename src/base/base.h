@@ -221,6 +221,25 @@ void tp_run(tp_pool *tp, tp_fn fn, void *ctx);
  * thread ith's [*lo, *hi). */
 void tp_split(size_t n, size_t align, int ith, int nth, size_t *lo, size_t *hi);
 
+/* Work units [0, n) dealt for locality and balance: share ith takes the
+ * units of its own contiguous part (tp_split) front to back, then helps
+ * the other parts from their back ends. A contiguous part keeps each
+ * core's hardware prefetchers on one stream (decode streams weights from
+ * DRAM); helping keeps a slow or preempted share from stalling the job
+ * without breaking up the stream of the share it helps. Shares beyond
+ * TP_DEAL_PARTS share parts; n must be below 2^32. */
+enum { TP_DEAL_PARTS = 16 };
+typedef struct tp_deal {
+    int parts;
+    struct {
+        _Alignas(64) _Atomic uint64_t range; /* front << 32 | back; own cache line */
+    } part[TP_DEAL_PARTS];
+} tp_deal;
+void tp_deal_init(tp_deal *d, size_t n, int nth);
+/* The next unit for share ith into *unit, or false when none is left.
+ * *cursor starts at 0 in each share and is advanced by the calls. */
+bool tp_deal_next(tp_deal *d, int ith, int *cursor, size_t *unit);
+
 /* ===================================================================== */
 /* Channels: unbounded MPMC queue of pointers with timed pop.             */
 /* ===================================================================== */

@@ -203,3 +203,37 @@ void tp_split(size_t n, size_t align, int ith, int nth, size_t *lo, size_t *hi)
     *lo = a < n ? a : n;
     *hi = b < n ? b : n;
 }
+
+void tp_deal_init(tp_deal *d, size_t n, int nth)
+{
+    SEM_ASSERT(n < ((uint64_t)1 << 32));
+    d->parts = nth < 1 ? 1 : nth > TP_DEAL_PARTS ? TP_DEAL_PARTS : nth;
+    for (int i = 0; i < d->parts; i++) {
+        size_t lo, hi;
+        tp_split(n, 1, i, d->parts, &lo, &hi);
+        atomic_init(&d->part[i].range, (uint64_t)lo << 32 | hi);
+    }
+}
+
+/* Takes a unit of part p: its front when `own`, else its back. */
+static bool deal_take(tp_deal *d, int p, bool own, size_t *unit)
+{
+    uint64_t r = atomic_load_explicit(&d->part[p].range, memory_order_relaxed);
+    for (;;) {
+        uint64_t lo = r >> 32, hi = r & 0xffffffffu;
+        if (lo >= hi) return false;
+        uint64_t nr = own ? (lo + 1) << 32 | hi : lo << 32 | (hi - 1);
+        if (atomic_compare_exchange_weak_explicit(&d->part[p].range, &r, nr, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *unit = (size_t)(own ? lo : hi - 1);
+            return true;
+        }
+    }
+}
+
+bool tp_deal_next(tp_deal *d, int ith, int *cursor, size_t *unit)
+{
+    for (; *cursor < d->parts; ++*cursor)
+        if (deal_take(d, (ith + *cursor) % d->parts, *cursor == 0, unit)) return true;
+    return false;
+}

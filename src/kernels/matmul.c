@@ -5,11 +5,14 @@
  * Token counts above the context's max_tokens are processed in slices of
  * max_tokens (the scratch bound), so callers may pass any n_tokens.
  *
- * Rows (and tokens to quantize) are handed out in blocks from an atomic
- * counter rather than split statically: when a pool thread is slow to get
- * a core (a busy host), the others take its share instead of waiting for
- * it, and the pool skips a thread that has not started by the time the
- * work is gone (base/threadpool.c). Blocks are about 64 KiB
+ * Rows are handed out in blocks by tp_deal: each thread works through its
+ * own contiguous range first (one DRAM stream per core for its prefetchers:
+ * on Zen 3 that decodes a SmolLM2-shaped model's matmuls 20-30% faster
+ * than blocks interleaved between threads), then takes blocks from the
+ * others, so a thread slow to get a core (a busy host) costs its share and
+ * not a wait; the pool skips a thread that has not started by the time the
+ * work is gone (base/threadpool.c). Tokens to quantize come from an atomic
+ * counter. Blocks are about 64 KiB
  * of weights (and at least 8 per thread when the matrix is small), a
  * multiple of the kernels' 4-row tiles; which thread computes a row does
  * not change its value.
@@ -34,20 +37,18 @@ typedef struct mm_job {
     float *y;
     size_t ldy;
     size_t n_tokens;
-    size_t block;       /* rows per grab */
-    atomic_size_t next; /* first row not yet handed out */
+    size_t block;       /* rows per unit */
+    tp_deal deal;       /* units of `block` rows */
     atomic_size_t next_tok; /* first token not yet quantized */
 } mm_job;
 
 static void mm_rows(void *p, int ith, int nth)
 {
     mm_job *j = p;
-    (void)ith, (void)nth;
-    size_t rows = j->w->rows;
-    for (;;) {
-        size_t lo = atomic_fetch_add_explicit(&j->next, j->block, memory_order_relaxed);
-        if (lo >= rows) break;
-        size_t hi = rows - lo < j->block ? rows : lo + j->block;
+    (void)nth;
+    size_t rows = j->w->rows, u;
+    for (int cursor = 0; tp_deal_next(&j->deal, ith, &cursor, &u);) {
+        size_t lo = u * j->block, hi = rows - lo < j->block ? rows : lo + j->block;
         j->ops->mm[j->w->dtype](j->w, lo, hi, j->x, j->ldx, j->qx, j->y, j->ldy, j->n_tokens);
     }
 }
@@ -114,7 +115,7 @@ void kn_matmul(kn_ctx *kc, const kn_weight *w, const float *x, size_t ldx, float
             .y = y + t0 * ldy, .ldy = ldy, .n_tokens = n,
             .block = block_rows(w, tp_n_threads(kc->pool)),
         };
-        atomic_init(&j.next, 0);
+        tp_deal_init(&j.deal, (w->rows + j.block - 1) / j.block, tp_n_threads(kc->pool));
         atomic_init(&j.next_tok, 0);
         if (quant) {
             kc->qx.cols = w->cols;

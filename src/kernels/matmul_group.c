@@ -6,8 +6,8 @@
  * weights, and one fork-join per matrix (tens of microseconds, far more
  * when a pool thread is preempted on a busy host) costs as much as the
  * arithmetic. Here the rows of every matrix are cut into blocks (the same
- * ~64 KiB blocks as kn_matmul) and all blocks of all matrices are handed
- * out from one atomic counter, so the group costs one barrier (two with
+ * ~64 KiB blocks as kn_matmul) and all blocks of all matrices are dealt
+ * as one range (tp_deal, as in kn_matmul), so the group costs one barrier (two with
  * quantized activations: one to quantize every item's rows, one to
  * multiply).
  *
@@ -37,7 +37,7 @@ typedef struct grp_job {
     size_t first[KN_GROUP_MAX + 1];  /* first unit of item i; first[n] = all units */
     size_t qfirst[KN_GROUP_MAX + 1]; /* first quantize task (token) of item i */
     size_t qx_elems;                 /* activations to quantize, in all */
-    atomic_size_t next;              /* first unit not yet handed out */
+    tp_deal deal;                    /* the units [0, first[n]) */
     atomic_size_t next_task;         /* first quantize task not yet handed out */
 } grp_job;
 
@@ -143,11 +143,10 @@ static void grp_quantize(void *p, int ith, int nth)
 static void grp_rows(void *p, int ith, int nth)
 {
     grp_job *j = p;
-    (void)ith, (void)nth;
-    size_t i = 0; /* a thread's units only increase, so its item index only advances */
-    for (;;) {
-        size_t u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (u >= j->first[j->n]) break;
+    (void)nth;
+    size_t i = 0, u; /* a thread's units increase within a part of the deal */
+    for (int cursor = 0; tp_deal_next(&j->deal, ith, &cursor, &u);) {
+        if (u < j->first[i]) i = 0;
         while (u >= j->first[i + 1]) i++;
         const kn_mm_item *it = &j->items[i];
         size_t lo = (u - j->first[i]) * j->block[i], rows = it->w->rows;
@@ -170,7 +169,7 @@ static void run_group(kn_ctx *kc, grp_job *j)
     atomic_init(&j->next_task, 0);
     if (j->qx_elems > SERIAL_QUANT_ELEMS) tp_run(kc->pool, grp_quantize, j);
     else if (j->qx_elems > 0) grp_quantize(j, 0, 1);
-    atomic_init(&j->next, 0);
+    tp_deal_init(&j->deal, j->first[j->n], nth);
     tp_run(kc->pool, grp_rows, j);
 }
 
