@@ -5,10 +5,17 @@
  * The heads of a unit share every K and V row they read: a chunk of rows
  * is scored and accumulated for all of them while it sits in L1, so a
  * long context is streamed from memory once per unit rather than once per
- * query head. Slices exist only for parallelism: a decode step with few
- * KV heads splits each group so the pool has at least two units per
- * thread. Units are dealt round-robin (later tokens attend to more
- * positions, so round-robin balances better than contiguous ranges).
+ * query head. A decode step has too few (token, KV head) pairs to keep
+ * every thread busy (SmolLM2: 3 KV heads on 2 threads), so it splits each
+ * pair's positions into `splits` equal ranges: every unit still reads
+ * each of its K and V rows once, and the units are the same size. Each
+ * range yields a partial softmax state (max, denominator, unnormalized
+ * output) in a stack scratch, and the ranges are merged in order after
+ * the pool pass (flash-decoding). When the partial states do not fit the
+ * scratch (many heads of a wide v_head_dim, as MLA), the group's query
+ * heads are sliced between units instead. Units are dealt round-robin
+ * (later tokens attend to more positions, so round-robin balances better
+ * than contiguous ranges).
  *
  * A unit streams its positions in chunks of at most CHUNK that never cross
  * a KV block: scores for the chunk, then an online-softmax update per head
@@ -26,6 +33,7 @@ enum {
     CHUNK = 64,         /* positions per scoring pass */
     MAX_KV_GROUPS = 64, /* head_dim / KN_KV_GROUP for the affine formats */
     MAX_PASS_HEADS = 8, /* query heads sharing one pass over the rows */
+    PART_FLOATS = 8192, /* partial states of a split pass (32 KiB of stack) */
 };
 
 typedef struct at_job {
@@ -36,7 +44,9 @@ typedef struct at_job {
     size_t n_q;
     int32_t n_heads;
     int32_t group;  /* query heads per KV head */
-    int32_t slices; /* units per (token, KV head) */
+    int32_t slices; /* head slices per (token, KV head) */
+    int32_t splits; /* position ranges per (token, KV head); > 1 only with slices == 1 */
+    float *part;    /* splits > 1: [token][head][split] of (m, l, acc[v_head_dim]) */
     float scale;
     int32_t window;
     float softcap;
@@ -92,7 +102,13 @@ static void attend_chunk(const at_job *j, at_head *heads, int32_t nh, int32_t kv
     }
 }
 
-static void head_init(const at_job *j, size_t t, int32_t hq, at_head *h)
+/* Split r of a split pass: the partial state of query head row `row`. */
+static float *part_slot(const at_job *j, size_t row, int32_t r)
+{
+    return j->part + (row * (size_t)j->splits + (size_t)r) * ((size_t)j->kv->v_head_dim + 2);
+}
+
+static void head_init(const at_job *j, size_t t, int32_t hq, int32_t split, at_head *h)
 {
     const kn_kv_view *kv = j->kv;
     size_t hd = (size_t)kv->head_dim, vd = (size_t)kv->v_head_dim;
@@ -100,7 +116,7 @@ static void head_init(const at_job *j, size_t t, int32_t hq, at_head *h)
     h->q = j->q + row * hd;
     h->m = -INFINITY;
     h->l = 0;
-    h->acc = j->out + row * vd;
+    h->acc = j->splits > 1 ? part_slot(j, row, split) + 2 : j->out + row * vd;
     for (size_t i = 0; i < vd; i++) h->acc[i] = 0;
     size_t ng = hd / KN_KV_GROUP;
     for (size_t g = 0; g < ng && g < MAX_KV_GROUPS; g++) {
@@ -110,42 +126,82 @@ static void head_init(const at_job *j, size_t t, int32_t hq, at_head *h)
     }
 }
 
-/* Query heads [h0, h1) of token t, all reading KV head kvh. */
-static void attend_heads(const at_job *j, size_t t, int32_t kvh, int32_t h0, int32_t h1)
+/* The positions token t attends to: [*lo, *end). */
+static void token_range(const at_job *j, size_t t, int32_t *lo, int32_t *end)
+{
+    int32_t p = j->q_pos[t];
+    *lo = j->window > 0 && p - j->window + 1 > 0 ? p - j->window + 1 : 0;
+    *end = p + 1;
+}
+
+/* Query heads [h0, h1) of token t, all reading KV head kvh, over split
+ * `split` of the token's positions. */
+static void attend_heads(const at_job *j, size_t t, int32_t kvh, int32_t h0, int32_t h1, int32_t split)
 {
     const kn_kv_view *kv = j->kv;
     at_head heads[MAX_PASS_HEADS];
-    int32_t p = j->q_pos[t];
-    int32_t lo = j->window > 0 && p - j->window + 1 > 0 ? p - j->window + 1 : 0;
-    int32_t bt = kv->block_tokens;
+    int32_t lo, end, bt = kv->block_tokens;
+    token_range(j, t, &lo, &end);
+    size_t a0 = 0, a1 = (size_t)(end - lo);
+    tp_split(a1, CHUNK, split, j->splits, &a0, &a1);
     for (int32_t a = h0; a < h1; a += MAX_PASS_HEADS) {
         int32_t nh = h1 - a < MAX_PASS_HEADS ? h1 - a : MAX_PASS_HEADS;
-        for (int32_t i = 0; i < nh; i++) head_init(j, t, a + i, &heads[i]);
-        for (int32_t pos = lo; pos <= p;) {
-            int32_t in_block = bt - pos % bt, left = p + 1 - pos;
+        for (int32_t i = 0; i < nh; i++) head_init(j, t, a + i, split, &heads[i]);
+        for (int32_t pos = lo + (int32_t)a0, stop = lo + (int32_t)a1; pos < stop;) {
+            int32_t in_block = bt - pos % bt, left = stop - pos;
             int32_t n = in_block < left ? in_block : left;
             n = n < CHUNK ? n : CHUNK;
             attend_chunk(j, heads, nh, kvh, pos, (size_t)n);
             pos += n;
         }
-        for (int32_t i = 0; i < nh; i++)
+        for (int32_t i = 0; i < nh; i++) {
+            if (j->splits > 1) { /* the partial state; merged by merge_splits */
+                heads[i].acc[-2] = heads[i].m;
+                heads[i].acc[-1] = heads[i].l;
+                continue;
+            }
             j->ops->scale(heads[i].acc, heads[i].l > 0 ? 1.0f / heads[i].l : 0.0f,
                           (size_t)kv->v_head_dim);
+        }
+    }
+}
+
+/* out = the softmax over all splits: each split's output and denominator
+ * rescaled to the common max, summed in split order, normalized. */
+static void merge_splits(const at_job *j)
+{
+    size_t vd = (size_t)j->kv->v_head_dim;
+    for (size_t row = 0; row < j->n_q * (size_t)j->n_heads; row++) {
+        float m = -INFINITY, l = 0, *out = j->out + row * vd;
+        for (int32_t r = 0; r < j->splits; r++) {
+            const float *sl = part_slot(j, row, r);
+            if (sl[1] > 0 && sl[0] > m) m = sl[0];
+        }
+        for (size_t i = 0; i < vd; i++) out[i] = 0;
+        for (int32_t r = 0; r < j->splits; r++) {
+            const float *sl = part_slot(j, row, r);
+            if (sl[1] <= 0) continue; /* no positions */
+            float w = expf(sl[0] - m);
+            l += w * sl[1];
+            for (size_t i = 0; i < vd; i++) out[i] += w * sl[2 + i];
+        }
+        j->ops->scale(out, l > 0 ? 1.0f / l : 0.0f, vd);
     }
 }
 
 static void attend_units(void *p, int ith, int nth)
 {
     const at_job *j = p;
-    size_t per_token = (size_t)j->kv->n_kv_heads * (size_t)j->slices;
+    size_t per_kvh = (size_t)j->slices * (size_t)j->splits; /* one of them is 1 */
+    size_t per_token = (size_t)j->kv->n_kv_heads * per_kvh;
     size_t units = j->n_q * per_token;
     for (size_t u = (size_t)ith; u < units; u += (size_t)nth) {
         size_t t = u / per_token, rest = u % per_token;
-        int32_t kvh = (int32_t)(rest / (size_t)j->slices);
+        int32_t kvh = (int32_t)(rest / per_kvh), r = (int32_t)(rest % per_kvh);
         size_t lo, hi;
-        tp_split((size_t)j->group, 1, (int)(rest % (size_t)j->slices), j->slices, &lo, &hi);
+        tp_split((size_t)j->group, 1, j->slices > 1 ? r : 0, j->slices, &lo, &hi);
         int32_t base = kvh * j->group;
-        if (lo < hi) attend_heads(j, t, kvh, base + (int32_t)lo, base + (int32_t)hi);
+        if (lo < hi) attend_heads(j, t, kvh, base + (int32_t)lo, base + (int32_t)hi, j->splits > 1 ? r : 0);
     }
 }
 
@@ -160,13 +216,31 @@ void kn_attention(kn_ctx *kc, const kn_kv_view *kv, const float *q, const int32_
         SEM_ASSERT(kv->head_dim % KN_KV_GROUP == 0 && kv->v_head_dim % KN_KV_GROUP == 0);
         SEM_ASSERT(kv->head_dim / KN_KV_GROUP <= MAX_KV_GROUPS);
     }
-    int32_t group = n_heads / kv->n_kv_heads, slices = 1;
-    size_t want = 2 * (size_t)tp_n_threads(kc->pool);
-    while (slices < group && n_q * (size_t)kv->n_kv_heads * (size_t)slices < want) slices++;
+    int32_t group = n_heads / kv->n_kv_heads, slices = 1, splits = 1;
+    size_t want = 2 * (size_t)tp_n_threads(kc->pool), pairs = n_q * (size_t)kv->n_kv_heads;
+    float part[PART_FLOATS];
+    if (pairs < want) {
+        /* split positions: as many ranges as fill the pool, each at least
+         * a chunk long (the shortest token's range), partials that fit */
+        int32_t lo, end;
+        size_t shortest = SIZE_MAX, fit = PART_FLOATS / (n_q * (size_t)n_heads * ((size_t)kv->v_head_dim + 2));
+        at_job probe = {.q_pos = q_pos, .window = window};
+        for (size_t t = 0; t < n_q; t++) {
+            token_range(&probe, t, &lo, &end);
+            shortest = (size_t)(end - lo) < shortest ? (size_t)(end - lo) : shortest;
+        }
+        size_t sp = (want + pairs - 1) / pairs;
+        sp = sp < shortest / CHUNK ? sp : shortest / CHUNK;
+        sp = sp < fit ? sp : fit;
+        splits = sp > 1 ? (int32_t)sp : 1;
+    }
+    if (splits == 1)
+        while (slices < group && pairs * (size_t)slices < want) slices++;
     at_job j = {
         .ops = kc->ops, .kv = kv, .q = q, .q_pos = q_pos, .n_q = n_q, .n_heads = n_heads,
-        .group = group, .slices = slices, .scale = scale, .window = window, .softcap = softcap,
-        .out = out,
+        .group = group, .slices = slices, .splits = splits, .part = part, .scale = scale,
+        .window = window, .softcap = softcap, .out = out,
     };
     tp_run(kc->pool, attend_units, &j);
+    if (splits > 1) merge_splits(&j);
 }
