@@ -20,7 +20,8 @@ static void usage(FILE *f)
             "bench model: prefill tok/s for a prompt, decode tok/s, the memory read\n"
             "  bandwidth measured in the same run (all threads, a buffer far larger than\n"
             "  the caches), and decode as a fraction of the roofline bandwidth / bytes\n"
-            "  read per token. Each of --runs runs measures all three; the best of\n"
+            "  read per token (the weights, and the KV cache at the run's mean context).\n"
+            "  Each of --runs runs measures all three; the best of\n"
             "  each is reported, with the range of decode.\n"
             "bench batch: the batching engine's aggregate decode tok/s at batch 1, 2, 4,\n"
             "  8 and 16, then TTFT and time per output token of a short request that\n"
@@ -130,6 +131,21 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
     return -1;
 }
 
+/* KV cache bytes one decode step reads on average over the run: every
+ * layer's K and V rows of the positions it attends to (a sliding layer at
+ * most its window), at the mean context of the decoded tokens. */
+static double kv_bytes_per_token(const model_spec *s, kn_kv_dtype dt, long prompt, long decode)
+{
+    model_kv_geometry g = model_spec_kv_geometry(s);
+    double ctx = (double)prompt + (double)(decode + 1) / 2.0, b = 0;
+    size_t row = kn_kv_row_bytes(dt, (size_t)g.head_dim) + kn_kv_row_bytes(dt, (size_t)g.v_head_dim);
+    for (int32_t l = 0; l < g.n_layers; l++) {
+        double n = g.window > 0 && g.layer_sliding[l] && ctx > g.window ? g.window : ctx;
+        b += n * (double)g.n_kv_heads * (double)row;
+    }
+    return b;
+}
+
 static int bench_model(const bench_opts *o)
 {
     sem_err err;
@@ -171,7 +187,8 @@ static int bench_model(const bench_opts *o)
         t_decode_max = t2 - t1 > t_decode_max ? t2 - t1 : t_decode_max;
     }
     if (!st) {
-        double bpt = (double)model_decode_bytes_per_token(rt.m);
+        double wbt = (double)model_decode_bytes_per_token(rt.m);
+        double kvbt = kv_bytes_per_token(s, o->kv_dtype, o->prompt, o->decode), bpt = wbt + kvbt;
         double roof = gbs * 1e9 / bpt, dec = (double)o->decode / t_decode;
         printf("model:        %s (%.1fM params, %s kernels, %d threads)\n", o->model_dir,
                (double)model_n_params(rt.m) / 1e6, kn_ctx_isa(rt.kc), tp_n_threads(rt.pool));
@@ -180,7 +197,10 @@ static int bench_model(const bench_opts *o)
         printf("decode:       %ld tokens in %.0f ms = %.1f tok/s (best of %ld; slowest %.1f)\n",
                o->decode, t_decode * 1e3, dec, o->runs, (double)o->decode / t_decode_max);
         printf("memory read:  %.2f GB/s (STREAM-like, %ld MiB buffer, best of %ld)\n", gbs, o->mem_mb, o->runs);
-        printf("bytes/token:  %.1f MiB of weights read per decoded token\n", bpt / 1048576.0);
+        printf("bytes/token:  %.1f MiB read per decoded token: %.1f MiB of weights + %.1f MiB of %s KV cache\n"
+               "              (%.0f positions on average)\n",
+               bpt / 1048576.0, wbt / 1048576.0, kvbt / 1048576.0, kn_kv_dtype_name(o->kv_dtype),
+               (double)o->prompt + (double)(o->decode + 1) / 2.0);
         printf("roofline:     %.1f tok/s; decode reaches %.1f%% of it\n", roof, 100.0 * dec / roof);
     }
     eng_runner_destroy(r);

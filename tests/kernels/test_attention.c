@@ -17,8 +17,9 @@
  *      slack for the second-order terms) plus TOL_ARITH.
  * Cases cover MHA, GQA and MQA (also more query heads per KV head than one
  * pass takes), head_dim != v_head_dim, windows, softcap,
- * prefill chunks (several query tokens) and decode, 1 and 2 threads, and
- * every SIMD table the CPU supports.
+ * prefill chunks (several query tokens) and decode, 1 and 2 threads (with
+ * 2, decode over few KV heads splits its positions between units and
+ * merges them), and every SIMD table the CPU supports.
  */
 #include "kn_test.h"
 
@@ -293,6 +294,11 @@ static void run_all(const kn_ops *ops, tp_pool *pool)
             {dts[d], 2, 1, 192, 192, 16, 1, 1, 1, 0, 1.0f},     /* one position */
             {dts[d], 6, 3, 64, 64, 16, 300, 2, 40, 30.0f, 4.0f}, /* window + softcap */
             {dts[d], 20, 1, 64, 64, 16, 50, 4, 0, 0, 1.0f},      /* 20 heads share a KV head */
+            /* decode with fewer KV heads than 2 x threads: positions split
+             * between units and merged (with a pool of 2) */
+            {dts[d], 9, 3, 64, 64, 16, 600, 1, 0, 0, 1.0f},     /* SmolLM2-shaped */
+            {dts[d], 8, 1, 64, 128, 32, 700, 1, 0, 5.0f, 8.0f}, /* MQA, softcap, 4 splits */
+            {dts[d], 4, 1, 64, 64, 16, 500, 1, 200, 0, 1.0f},   /* window */
         };
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(ops, pool, &cases[i], &r);
         if (dts[d] == KN_KV_Q8 || dts[d] == KN_KV_Q4) continue;
@@ -318,6 +324,7 @@ static void test_attention_simd(void **state)
     for (int i = 0; i < nv; i++) {
         if (v[i].ops->uses_qx) continue; /* same attention kernels as its exact twin */
         run_all(v[i].ops, NULL);
+        run_all(v[i].ops, *state); /* split decode */
         run_all(v[i].ops, *state);
     }
 }

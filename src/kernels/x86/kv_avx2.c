@@ -88,20 +88,35 @@ KN_INLINE void accum_float(kn_kv_dtype t, float *acc, const float *p, const uint
 {
     size_t c = 0;
     for (; c + 32 <= dim; c += 32) {
+        /* even rows into a, odd rows into b: two independent FMA chains
+         * per register, so the loop is not bound by FMA latency */
         __m256 a0 = _mm256_loadu_ps(acc + c), a1 = _mm256_loadu_ps(acc + c + 8);
         __m256 a2 = _mm256_loadu_ps(acc + c + 16), a3 = _mm256_loadu_ps(acc + c + 24);
+        __m256 b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
         const uint8_t *row = rows;
-        for (size_t i = 0; i < n; i++, row += stride) {
+        size_t i = 0;
+        for (; i + 2 <= n; i += 2, row += 2 * stride) {
+            __m256 pv = _mm256_broadcast_ss(p + i), pw = _mm256_broadcast_ss(p + i + 1);
+            a0 = _mm256_fmadd_ps(pv, ld_row8(t, row, c), a0);
+            a1 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 8), a1);
+            a2 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 16), a2);
+            a3 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 24), a3);
+            b0 = _mm256_fmadd_ps(pw, ld_row8(t, row + stride, c), b0);
+            b1 = _mm256_fmadd_ps(pw, ld_row8(t, row + stride, c + 8), b1);
+            b2 = _mm256_fmadd_ps(pw, ld_row8(t, row + stride, c + 16), b2);
+            b3 = _mm256_fmadd_ps(pw, ld_row8(t, row + stride, c + 24), b3);
+        }
+        if (i < n) {
             __m256 pv = _mm256_broadcast_ss(p + i);
             a0 = _mm256_fmadd_ps(pv, ld_row8(t, row, c), a0);
             a1 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 8), a1);
             a2 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 16), a2);
             a3 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 24), a3);
         }
-        _mm256_storeu_ps(acc + c, a0);
-        _mm256_storeu_ps(acc + c + 8, a1);
-        _mm256_storeu_ps(acc + c + 16, a2);
-        _mm256_storeu_ps(acc + c + 24, a3);
+        _mm256_storeu_ps(acc + c, _mm256_add_ps(a0, b0));
+        _mm256_storeu_ps(acc + c + 8, _mm256_add_ps(a1, b1));
+        _mm256_storeu_ps(acc + c + 16, _mm256_add_ps(a2, b2));
+        _mm256_storeu_ps(acc + c + 24, _mm256_add_ps(a3, b3));
     }
     for (; c + 8 <= dim; c += 8) {
         __m256 a = _mm256_loadu_ps(acc + c);
