@@ -91,14 +91,21 @@ static void attend_chunk(const at_job *j, at_head *heads, int32_t nh, int32_t kv
     size_t vstride = (size_t)kv->n_kv_heads * kv->v_row_bytes;
     const uint8_t *krows = kn_kv_row_ptr(kv, pos0, kvh, false);
     const uint8_t *vrows = kn_kv_row_ptr(kv, pos0, kvh, true);
-    float sc[CHUNK];
-    for (int32_t i = 0; i < nh; i++) {
-        at_head *h = &heads[i];
-        j->ops->kv_scores[kv->dtype](h->q, h->qgsum, j->scale, krows, kstride, n,
-                                     (size_t)kv->head_dim, sc);
-        if (j->softcap > 0)
-            for (size_t k = 0; k < n; k++) sc[k] = j->softcap * tanhf(sc[k] / j->softcap);
-        fold_chunk(j, h, sc, n, vrows, vstride);
+    float sc[2][CHUNK];
+    kn_kv_scores2_fn two = j->ops->kv_scores2[kv->dtype];
+    for (int32_t i = 0; i < nh;) {
+        /* heads in pairs where the table can score two at once */
+        int32_t m = two && i + 1 < nh ? 2 : 1;
+        if (m == 2)
+            two(heads[i].q, heads[i + 1].q, j->scale, krows, kstride, n, (size_t)kv->head_dim, sc[0], sc[1]);
+        else
+            j->ops->kv_scores[kv->dtype](heads[i].q, heads[i].qgsum, j->scale, krows, kstride, n,
+                                         (size_t)kv->head_dim, sc[0]);
+        for (int32_t k = 0; k < m; k++, i++) {
+            if (j->softcap > 0)
+                for (size_t c = 0; c < n; c++) sc[k][c] = j->softcap * tanhf(sc[k][c] / j->softcap);
+            fold_chunk(j, &heads[i], sc[k], n, vrows, vstride);
+        }
     }
 }
 

@@ -64,6 +64,11 @@ typedef void (*kn_quant_fn)(const float *x, kn_qx *qx, size_t t, kn_qx_layout la
 typedef void (*kn_kv_scores_fn)(const float *q, const float *qgsum, float scale,
                                 const uint8_t *rows, size_t stride, size_t n, size_t dim,
                                 float *out);
+/* The scores of two query heads (GQA: heads sharing a KV head) over the
+ * same rows, each row read and converted once: out0 and out1 as two
+ * kn_kv_scores_fn calls would give them, bit for bit. Float formats. */
+typedef void (*kn_kv_scores2_fn)(const float *q0, const float *q1, float scale, const uint8_t *rows,
+                                 size_t stride, size_t n, size_t dim, float *out0, float *out1);
 /* acc[c] += sum_i p[i] * row_i[c] for c < dim, i < n. */
 typedef void (*kn_kv_accum_fn)(float *acc, const float *p, const uint8_t *rows, size_t stride,
                                size_t n, size_t dim);
@@ -85,6 +90,7 @@ typedef struct kn_ops {
     kn_mm_fn mm[KN_N_DTYPES];     /* indexed by kn_dtype */
     kn_kv_scores_fn kv_scores[KN_N_KV_DTYPES]; /* indexed by kn_kv_dtype */
     kn_kv_accum_fn kv_accum[KN_N_KV_DTYPES];
+    kn_kv_scores2_fn kv_scores2[KN_N_KV_DTYPES]; /* optional (NULL: per head) */
     kn_exp_sum_fn exp_sum;
     kn_scale_fn scale;
 } kn_ops;
@@ -169,6 +175,11 @@ static inline size_t kn_kv_data_bytes(kn_kv_dtype t, size_t dim)
     float pfx##_exp_sum(float *s, size_t n, float m);                                         \
     void pfx##_scale(float *acc, float s, size_t n)
 
+#define KN_KV_DECL_SCORES2(pfx, fmt)                                                          \
+    void pfx##_kv_scores2_##fmt(const float *q0, const float *q1, float scale,                \
+                                const uint8_t *rows, size_t stride, size_t n, size_t dim,     \
+                                float *out0, float *out1)
+
 /* Reference row kernels (ref/kv_ref.c). */
 KN_KV_DECL_ALL(kn_ref);
 
@@ -192,6 +203,9 @@ KN_MM_DECL(kn_avx2_mm_f32);
 KN_MM_DECL(kn_avx2_mm_f16);
 KN_MM_DECL(kn_avx2_mm_bf16);
 KN_KV_DECL_ALL(kn_avx2);
+KN_KV_DECL_SCORES2(kn_avx2, f32);
+KN_KV_DECL_SCORES2(kn_avx2, f16);
+KN_KV_DECL_SCORES2(kn_avx2, bf16);
 
 /* AVX-512 kernels (x86 files named _avx512.c; call only when the CPU has
  * AVX512F/BW/VL and VNNI). */

@@ -324,9 +324,51 @@ static void test_attention_simd(void **state)
     for (int i = 0; i < nv; i++) {
         if (v[i].ops->uses_qx) continue; /* same attention kernels as its exact twin */
         run_all(v[i].ops, NULL);
-        run_all(v[i].ops, *state); /* split decode */
-        run_all(v[i].ops, *state);
+        run_all(v[i].ops, *state); /* 2 threads: split decode */
     }
+}
+
+/* kv_scores2 gives each head's scores bit for bit as kv_scores does:
+ * 4-row groups, remainders, and head dims off the 8-lane grid. */
+static void test_scores2(void **state)
+{
+    (void)state;
+    kt_variant v[KT_MAX_VARIANTS];
+    int nv = kt_simd_variants(v);
+    if (nv == 0) skip();
+    kt_rng r = {7};
+    static const size_t dims[] = {8, 64, 72, 7}, ns[] = {1, 3, 4, 9, 64};
+    int checked = 0;
+    for (int i = 0; i < nv; i++)
+        for (int d = KN_KV_F16; d <= KN_KV_F32; d++) {
+            kn_kv_scores2_fn two = v[i].ops->kv_scores2[d];
+            if (!two) continue;
+            for (size_t di = 0; di < 4; di++)
+                for (size_t ni = 0; ni < 5; ni++) {
+                    size_t dim = dims[di], n = ns[ni], rb = kn_kv_row_bytes((kn_kv_dtype)d, dim);
+                    float q0[72], q1[72], k[72], a0[64], a1[64], b0[64], b1[64];
+                    uint8_t *rows = calloc(n, rb + 8);
+                    for (size_t p = 0; p < n; p++) {
+                        kt_fill(&r, k, dim, 1.0f);
+                        uint8_t *row = rows + p * (rb + 8);
+                        for (size_t c = 0; c < dim; c++) {
+                            uint16_t h = d == KN_KV_F16 ? kn_f32_to_f16(k[c]) : kn_f32_to_bf16(k[c]);
+                            if (d == KN_KV_F32) memcpy(row + 4 * c, &k[c], 4);
+                            else memcpy(row + 2 * c, &h, 2);
+                        }
+                    }
+                    kt_fill(&r, q0, dim, 1.0f);
+                    kt_fill(&r, q1, dim, 1.0f);
+                    two(q0, q1, 0.3f, rows, rb + 8, n, dim, a0, a1);
+                    v[i].ops->kv_scores[d](q0, NULL, 0.3f, rows, rb + 8, n, dim, b0);
+                    v[i].ops->kv_scores[d](q1, NULL, 0.3f, rows, rb + 8, n, dim, b1);
+                    assert_memory_equal(a0, b0, n * sizeof(float));
+                    assert_memory_equal(a1, b1, n * sizeof(float));
+                    free(rows);
+                    checked++;
+                }
+        }
+    assert_true(checked > 0);
 }
 
 static int setup(void **state)
@@ -348,6 +390,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kv_formats),
+        cmocka_unit_test(test_scores2),
         cmocka_unit_test(test_attention_ref),
         cmocka_unit_test(test_attention_simd),
     };

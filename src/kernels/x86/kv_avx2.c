@@ -42,6 +42,13 @@ KN_INLINE float dot_float(kn_kv_dtype t, const float *q, const uint8_t *row, siz
     return s;
 }
 
+/* The horizontal sums of four vectors: [sum a0, sum a1, sum a2, sum a3]. */
+KN_INLINE __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
+{
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
 /* Four rows' dot products with q, reduced together: [r0, r1, r2, r3]. */
 KN_INLINE __m128 dot4_float(kn_kv_dtype t, const float *q, const uint8_t *r0, size_t stride,
                             size_t dim)
@@ -56,8 +63,7 @@ KN_INLINE __m128 dot4_float(kn_kv_dtype t, const float *q, const uint8_t *r0, si
         a2 = _mm256_fmadd_ps(qv, ld_row8(t, r2, c), a2);
         a3 = _mm256_fmadd_ps(qv, ld_row8(t, r3, c), a3);
     }
-    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    __m128 s = hsum4(a0, a1, a2, a3);
     if (c < dim) {
         float t4[4] = {0, 0, 0, 0};
         for (; c < dim; c++) {
@@ -79,6 +85,39 @@ KN_INLINE void scores_float(kn_kv_dtype t, const float *q, float scale, const ui
         _mm_storeu_ps(out + i, _mm_mul_ps(dot4_float(t, q, rows + i * stride, stride, dim),
                                           _mm_set1_ps(scale)));
     for (; i < n; i++) out[i] = dot_float(t, q, rows + i * stride, dim) * scale;
+}
+
+/* scores_float for two query heads at once: each group of 4 rows x 8
+ * elements is converted once and multiplied into both heads' accumulators,
+ * in the order dot4_float uses, so each head's scores are those of
+ * scores_float. dim % 8 != 0 (rare head dims) runs scores_float twice. */
+KN_INLINE void scores2_float(kn_kv_dtype t, const float *q0, const float *q1, float scale,
+                             const uint8_t *rows, size_t stride, size_t n, size_t dim, float *o0,
+                             float *o1)
+{
+    size_t i = 0;
+    if (dim % 8 == 0)
+        for (; i + 4 <= n; i += 4) {
+            const uint8_t *r0 = rows + i * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            for (size_t c = 0; c < dim; c += 8) {
+                __m256 k0 = ld_row8(t, r0, c), k1 = ld_row8(t, r1, c);
+                __m256 k2 = ld_row8(t, r2, c), k3 = ld_row8(t, r3, c);
+                __m256 x = _mm256_loadu_ps(q0 + c), y = _mm256_loadu_ps(q1 + c);
+                a0 = _mm256_fmadd_ps(x, k0, a0);
+                a1 = _mm256_fmadd_ps(x, k1, a1);
+                a2 = _mm256_fmadd_ps(x, k2, a2);
+                a3 = _mm256_fmadd_ps(x, k3, a3);
+                b0 = _mm256_fmadd_ps(y, k0, b0);
+                b1 = _mm256_fmadd_ps(y, k1, b1);
+                b2 = _mm256_fmadd_ps(y, k2, b2);
+                b3 = _mm256_fmadd_ps(y, k3, b3);
+            }
+            _mm_storeu_ps(o0 + i, _mm_mul_ps(hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
+            _mm_storeu_ps(o1 + i, _mm_mul_ps(hsum4(b0, b1, b2, b3), _mm_set1_ps(scale)));
+        }
+    scores_float(t, q0, scale, rows + i * stride, stride, n - i, dim, o0 + i);
+    scores_float(t, q1, scale, rows + i * stride, stride, n - i, dim, o1 + i);
 }
 
 /* acc += sum_i p[i] * row_i, one 32-float slice of acc at a time held in
@@ -139,6 +178,12 @@ KN_INLINE void accum_float(kn_kv_dtype t, float *acc, const float *p, const uint
                                  size_t stride, size_t n, size_t dim)                          \
     {                                                                                          \
         accum_float(T, acc, p, rows, stride, n, dim);                                          \
+    }                                                                                          \
+    void kn_avx2_kv_scores2_##name(const float *q0, const float *q1, float scale,             \
+                                   const uint8_t *rows, size_t stride, size_t n, size_t dim,   \
+                                   float *o0, float *o1)                                       \
+    {                                                                                          \
+        scores2_float(T, q0, q1, scale, rows, stride, n, dim, o0, o1);                         \
     }
 
 KV_FLOAT_FMT(f32, KN_KV_F32)
