@@ -13,8 +13,9 @@
  * waking) therefore costs the caller its share of the work instead of a
  * scheduler time slice of waiting; a worker that does not get to its
  * share finds it claimed and skips it. The one stall left is a worker
- * preempted in the middle of its share. Kernels that take their work from
- * a shared counter make that share small: the caller has already taken
+ * preempted in the middle of its share. Kernels that deal their work with
+ * tp_deal (each share's own contiguous range first, then the others'
+ * from the back) make that share small: the caller has already taken
  * everything else.
  *
  * Thread: tp_run is called by one owner thread at a time (the engine).
