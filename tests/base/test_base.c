@@ -146,6 +146,59 @@ static void test_thread_pool_shares(void **state)
     tp_destroy(tp);
 }
 
+typedef struct deal_ctx {
+    tp_deal deal;
+    atomic_int seen[300]; /* times each unit was dealt */
+    atomic_int own_first; /* shares whose first unit opened their own part */
+    atomic_int bad;       /* units out of range (asserted on the main thread) */
+    size_t n;
+} deal_ctx;
+
+static void deal_job(void *p, int ith, int nth)
+{
+    deal_ctx *c = p;
+    size_t u, lo, hi;
+    int parts = nth < TP_DEAL_PARTS ? nth : TP_DEAL_PARTS;
+    tp_split(c->n, 1, ith % parts, parts, &lo, &hi);
+    bool first = true;
+    for (int cursor = 0; tp_deal_next(&c->deal, ith, &cursor, &u);) {
+        if (u >= c->n) {
+            atomic_fetch_add(&c->bad, 1);
+            return;
+        }
+        if (first && u == lo) atomic_fetch_add(&c->own_first, 1);
+        first = false;
+        atomic_fetch_add(&c->seen[u], 1);
+    }
+}
+
+/* tp_deal hands out every unit exactly once, whoever runs which share and
+ * however many shares there are (more than TP_DEAL_PARTS share parts), and
+ * a share alone on the job (1 thread) starts at its part's front. */
+static void test_thread_pool_deal(void **state)
+{
+    (void)state;
+    static const int threads[] = {1, 2, 3, 20};
+    static deal_ctx c;
+    for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
+        sem_err err;
+        tp_pool *tp;
+        assert_int_equal(tp_create(threads[ti], &tp, &err), SEM_OK);
+        for (int rep = 0; rep < 2000; rep++) {
+            c.n = (size_t)(rep % 300);
+            for (size_t i = 0; i < 300; i++) atomic_init(&c.seen[i], 0);
+            atomic_init(&c.own_first, 0);
+            atomic_init(&c.bad, 0);
+            tp_deal_init(&c.deal, c.n, threads[ti]);
+            tp_run(tp, deal_job, &c);
+            assert_int_equal(atomic_load(&c.bad), 0);
+            for (size_t i = 0; i < 300; i++) assert_int_equal(atomic_load(&c.seen[i]), i < c.n ? 1 : 0);
+            if (threads[ti] == 1 && c.n > 0) assert_int_equal(atomic_load(&c.own_first), 1);
+        }
+        tp_destroy(tp);
+    }
+}
+
 static void test_chan(void **state)
 {
     (void)state;
@@ -172,7 +225,8 @@ int main(void)
         cmocka_unit_test(test_errors),      cmocka_unit_test(test_checked_math),
         cmocka_unit_test(test_buf),         cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_atomic_write), cmocka_unit_test(test_thread_pool),
-        cmocka_unit_test(test_thread_pool_shares), cmocka_unit_test(test_chan),
+        cmocka_unit_test(test_thread_pool_shares), cmocka_unit_test(test_thread_pool_deal),
+        cmocka_unit_test(test_chan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
