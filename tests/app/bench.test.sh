@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `semantic bench model` on a tiny generated model: it runs --runs times and
-# reports the best of each figure with decode's range, and rejects bad
+# reports the best of each figure with decode's range, counts the KV cache
+# in the bytes read per token (less at 8 bits), and rejects bad
 # option values with exit status 2. Figures are printed, never asserted.
 set -euo pipefail
 build=${SEM_BUILD_DIR:-$SEM_SOURCE_DIR/build/release}
@@ -14,6 +15,19 @@ for want in 'prefill: .* \(best of 2\)$' 'decode: .* \(best of 2; slowest [0-9.]
             'memory read: .* best of 2\)$' 'roofline: .* decode reaches [0-9.]+% of it$'; do
   grep -Eq "^$want" <<<"$out" || { echo "FAIL: no line matching '$want'"; exit 1; }
 done
+# bytes per token = weights + the KV cache at the mean decode context
+# (prompt 8 + (8 + 1) / 2 = 12.5 positions); 8-bit KV reads about half
+kv_mib() { sed -nE 's/^bytes\/token: +([0-9.]+) MiB read .*: ([0-9.]+) MiB of weights \+ ([0-9.]+) KiB of ([a-z0-9]+) KV cache$/\1 \2 \3 \4/p' <<<"$1"; }
+read -r total weights kv fmt <<<"$(kv_mib "$out")"
+[ "$fmt" = f16 ] || { echo "FAIL: no bytes/token line with the KV cache"; exit 1; }
+awk -v t="$total" -v w="$weights" -v k="$kv" 'BEGIN { exit !(k > 0 && (w + k / 1024 - t) ^ 2 < 0.01) }' ||
+  { echo "FAIL: bytes/token $total != $weights + $kv"; exit 1; }
+grep -Eq '^ +\(12\.5 positions on average\)$' <<<"$out" ||
+  { echo "FAIL: mean decode context not 12.5"; exit 1; }
+out8=$("$bin" bench model --model "$model" --prompt 8 --decode 8 --mem-mb 64 --runs 1 --kv-bits 8 2>/dev/null)
+read -r _ _ kv8 fmt8 <<<"$(kv_mib "$out8")"
+[ "$fmt8" = q8 ] || { echo "FAIL: --kv-bits 8 reports $fmt8"; exit 1; }
+awk -v a="$kv8" -v b="$kv" 'BEGIN { exit !(a < b) }' || { echo "FAIL: q8 KV $kv8 MiB not below f16 $kv"; exit 1; }
 rc=0
 "$bin" bench model --model "$model" --runs 0 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || { echo "FAIL: --runs 0 exited $rc, expected 2"; exit 1; }
