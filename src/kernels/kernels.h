@@ -172,8 +172,11 @@ void kn_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps,
 void kn_rope(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, int32_t pos,
              const float *inv_freq, float attn_factor);
 
-/* out[i] = silu(gate[i]) * up[i]. out may alias gate. */
+/* out[i] = silu(gate[i]) * up[i]. out may alias gate. The reference. */
 void kn_silu_mul(float *out, const float *gate, const float *up, size_t n);
+/* The same through the context: its table's SIMD gate, split over the
+ * pool for prefill-sized n. What the forward passes call. */
+void kn_swiglu(kn_ctx *kc, float *out, const float *gate, const float *up, size_t n);
 /* out[i] = gelu_tanh(gate[i]) * up[i]. out may alias gate. */
 void kn_gelu_tanh_mul(float *out, const float *gate, const float *up, size_t n);
 /* In-place softmax over n values. */

@@ -74,6 +74,8 @@ typedef void (*kn_kv_accum_fn)(float *acc, const float *p, const uint8_t *rows, 
                                size_t n, size_t dim);
 /* s[i] = exp(s[i] - m) for i < n; returns the sum. */
 typedef float (*kn_exp_sum_fn)(float *s, size_t n, float m);
+/* out[i] = silu(gate[i]) * up[i]; out may alias gate. */
+typedef void (*kn_gate_fn)(float *out, const float *gate, const float *up, size_t n);
 /* acc[i] *= s */
 typedef void (*kn_scale_fn)(float *acc, float s, size_t n);
 
@@ -93,6 +95,7 @@ typedef struct kn_ops {
     kn_kv_scores2_fn kv_scores2[KN_N_KV_DTYPES]; /* optional (NULL: per head) */
     kn_exp_sum_fn exp_sum;
     kn_scale_fn scale;
+    kn_gate_fn silu_mul;
 } kn_ops;
 
 const kn_ops *kn_ops_ref(void);
@@ -203,6 +206,7 @@ KN_MM_DECL(kn_avx2_mm_f32);
 KN_MM_DECL(kn_avx2_mm_f16);
 KN_MM_DECL(kn_avx2_mm_bf16);
 KN_KV_DECL_ALL(kn_avx2);
+void kn_avx2_silu_mul(float *out, const float *gate, const float *up, size_t n);
 KN_KV_DECL_SCORES2(kn_avx2, f32);
 KN_KV_DECL_SCORES2(kn_avx2, f16);
 KN_KV_DECL_SCORES2(kn_avx2, bf16);

@@ -104,6 +104,7 @@ static const kn_ops REF_OPS = {
                  [KN_KV_Q4] = kn_ref_kv_accum_q4},
     .exp_sum = kn_ref_exp_sum,
     .scale = kn_ref_scale,
+    .silu_mul = kn_silu_mul,
 };
 
 const kn_ops *kn_ops_ref(void) { return &REF_OPS; }

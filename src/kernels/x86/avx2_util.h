@@ -65,4 +65,28 @@ KN_AVX_INLINE const uint8_t *kn_prefetch_base(const uint8_t *w0, size_t rb)
     return (const uint8_t *)((uintptr_t)w0 + 4 * rb + (4 * rb < 4096 ? 4 * rb : 0));
 }
 
+/* e^x for x in [-87.3, 88.3] (clamped outside: the callers pass x <= 0,
+ * where e^-87.3 ~ 1e-38 is as good as 0 beside a sum >= 1): 2^n * e^r with
+ * n = round(x / ln2), r = x - n ln2 (two-part ln2), |r| <= ln2/2, e^r by
+ * its degree-7 Taylor polynomial (truncation < 2^-27 relative). About
+ * 2 ulp. */
+KN_AVX_INLINE __m256 kn_exp256(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
 #endif /* SEM_KN_AVX2_UTIL_H */

@@ -43,7 +43,7 @@
                  [KN_KV_Q4] = kn_avx2_kv_accum_q4},                                            \
     .kv_scores2 = {[KN_KV_F32] = kn_avx2_kv_scores2_f32, [KN_KV_F16] = kn_avx2_kv_scores2_f16, \
                    [KN_KV_BF16] = kn_avx2_kv_scores2_bf16},                                    \
-    .exp_sum = kn_avx2_exp_sum, .scale = kn_avx2_scale
+    .exp_sum = kn_avx2_exp_sum, .scale = kn_avx2_scale, .silu_mul = kn_avx2_silu_mul
 
 #define X86_I16                                                                                \
     .uses_qx = true, .act_bits = 16, .quantize = kn_avx2_quantize, .q4_layout = KN_QX_I16_Q4,  \

@@ -301,7 +301,7 @@ static void swiglu(kn_ctx *kc, model_run *r, const kn_weight *wg, const kn_weigh
     size_t inter = wg->rows;
     const kn_mm_item gate_up[2] = {{wg, in, hidden, r->gate, inter, T}, {wu, in, hidden, r->up, inter, T}};
     kn_matmul_group(kc, gate_up, 2);
-    kn_silu_mul(r->gate, r->gate, r->up, T * inter);
+    kn_swiglu(kc, r->gate, r->gate, r->up, T * inter);
     kn_matmul(kc, wd, r->gate, inter, out, hidden, T);
 }
 
@@ -390,9 +390,9 @@ static void moe_block(const model *m, kn_ctx *kc, model_run *r, const model_laye
         mm_add(&b, &L->exp_up[e], r->ex_x + lo * hidden, hidden, r->ex_up + lo * mi, mi, n);
     }
     mm_flush(&b);
-    kn_silu_mul(r->ex_gate, r->ex_gate, r->ex_up, rows * mi);
+    kn_swiglu(kc, r->ex_gate, r->ex_gate, r->ex_up, rows * mi);
     if (sh > 0) {
-        kn_silu_mul(r->gate, r->gate, r->up, T * sh);
+        kn_swiglu(kc, r->gate, r->gate, r->up, T * sh);
         mm_add(&b, &L->sh_down, r->gate, sh, r->moe_out, hidden, T);
     } else {
         memset(r->moe_out, 0, T * hidden * sizeof(float));

@@ -133,7 +133,7 @@ static void mlp_block(const model *m, kn_ctx *kc, model_run *r, const model_laye
     const kn_mm_item gate_up[2] = {{&L->w_gate, r->xb, hidden, r->gate, inter, T},
                                    {&L->w_up, r->xb, hidden, r->up, inter, T}};
     kn_matmul_group(kc, gate_up, 2);
-    kn_silu_mul(r->gate, r->gate, r->up, T * inter);
+    kn_swiglu(kc, r->gate, r->gate, r->up, T * inter);
     kn_matmul(kc, &L->w_down, r->gate, inter, r->xb, hidden, T);
     for (size_t t = 0; t < T; t++) kn_add(r->x + t * hidden, r->xb + t * hidden, hidden);
 }
