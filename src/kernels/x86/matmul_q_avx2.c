@@ -122,6 +122,40 @@ static void store_strided(const int16_t *nat, int16_t *out, size_t n, size_t way
         for (size_t j = 0; j < n / ways; j++) out[p * (n / ways) + j] = nat[j * ways + p];
 }
 
+/* store_strided(nat, out, 64, 4) in registers (the Q4 chunk; it runs on
+ * the calling thread before every decode matmul). Each 128-bit lane L
+ * (elements 8L .. 8L+7) is shuffled to the dwords (e_p, e_p+4) of planes
+ * p = 0..3, the 8 x 4 dwords are transposed with unpacks, and a final
+ * permute puts the lanes in order. */
+static void store_q4_chunk(const int16_t *nat, int16_t *out)
+{
+    const __m256i pair = _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,
+                                          0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i a = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)nat), pair);
+    __m256i b = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(nat + 16)), pair);
+    __m256i c = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(nat + 32)), pair);
+    __m256i d = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(nat + 48)), pair);
+    __m256i t0 = _mm256_unpacklo_epi32(a, b), t1 = _mm256_unpackhi_epi32(a, b);
+    __m256i t2 = _mm256_unpacklo_epi32(c, d), t3 = _mm256_unpackhi_epi32(c, d);
+    __m256i p[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                    _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+    for (int k = 0; k < 4; k++)
+        _mm256_storeu_si256((__m256i *)(out + 16 * k), _mm256_permutevar8x32_epi32(p[k], order));
+}
+
+/* store_strided(nat, out, 32, 2) in registers (the Q8 block): evens, then
+ * odds. */
+static void store_q8_block(const int16_t *nat, int16_t *out)
+{
+    const __m256i eo = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    __m256i a = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)nat), eo);
+    __m256i b = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(nat + 16)), eo);
+    _mm256_storeu_si256((__m256i *)out, _mm256_permute4x64_epi64(_mm256_unpacklo_epi64(a, b), 0xd8));
+    _mm256_storeu_si256((__m256i *)(out + 16), _mm256_permute4x64_epi64(_mm256_unpackhi_epi64(a, b), 0xd8));
+}
+
 /* Quantizes token t's row for the int16 kernels, in the layout's order. */
 static void quantize_i16(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout)
 {
@@ -136,8 +170,8 @@ static void quantize_i16(const float *x, kn_qx *qx, size_t t, kn_qx_layout layou
         _mm_storeu_ps(d + 4 * b, _mm_set1_ps(db));
         gacc += sb;
         if ((b + 1) % bpg == 0) gsum[b / bpg] = gacc, gacc = 0;
-        if (layout == KN_QX_I16_Q8) store_strided(nat + o, q + 32 * b, 32, 2);
-        else if (b % 2) store_strided(nat, q + 32 * (b - 1), 64, 4);
+        if (layout == KN_QX_I16_Q8) store_q8_block(nat + o, q + 32 * b);
+        else if (b % 2) store_q4_chunk(nat, q + 32 * (b - 1));
         else if (b + 1 == nb) store_strided(nat, q + 32 * b, 32, 4); /* a trailing half chunk */
     }
 }
