@@ -150,7 +150,7 @@ static void attend_heads(const at_job *j, size_t t, int32_t kvh, int32_t h0, int
     int32_t lo, end, bt = kv->block_tokens;
     token_range(j, t, &lo, &end);
     size_t a0 = 0, a1 = (size_t)(end - lo);
-    tp_split(a1, CHUNK, split, j->splits, &a0, &a1);
+    tp_split(a1, 16, split, j->splits, &a0, &a1); /* 16: balanced ranges, whole 4-row groups */
     for (int32_t a = h0; a < h1; a += MAX_PASS_HEADS) {
         int32_t nh = h1 - a < MAX_PASS_HEADS ? h1 - a : MAX_PASS_HEADS;
         for (int32_t i = 0; i < nh; i++) head_init(j, t, a + i, split, &heads[i]);
