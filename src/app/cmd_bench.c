@@ -197,10 +197,11 @@ static int bench_model(const bench_opts *o)
         printf("decode:       %ld tokens in %.0f ms = %.1f tok/s (best of %ld; slowest %.1f)\n",
                o->decode, t_decode * 1e3, dec, o->runs, (double)o->decode / t_decode_max);
         printf("memory read:  %.2f GB/s (STREAM-like, %ld MiB buffer, best of %ld)\n", gbs, o->mem_mb, o->runs);
-        printf("bytes/token:  %.1f MiB read per decoded token: %.1f MiB of weights + %.1f KiB of %s KV cache\n"
+        bool kv_mib = kvbt >= 1048576.0;
+        printf("bytes/token:  %.1f MiB read per decoded token: %.1f MiB of weights + %.1f %s of %s KV cache\n"
                "              (%.1f positions on average)\n",
-               bpt / 1048576.0, wbt / 1048576.0, kvbt / 1024.0, kn_kv_dtype_name(o->kv_dtype),
-               (double)o->prompt + (double)(o->decode + 1) / 2.0);
+               bpt / 1048576.0, wbt / 1048576.0, kvbt / (kv_mib ? 1048576.0 : 1024.0), kv_mib ? "MiB" : "KiB",
+               kn_kv_dtype_name(o->kv_dtype), (double)o->prompt + (double)(o->decode + 1) / 2.0);
         printf("roofline:     %.1f tok/s; decode reaches %.1f%% of it\n", roof, 100.0 * dec / roof);
     }
     eng_runner_destroy(r);

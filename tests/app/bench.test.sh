@@ -16,7 +16,8 @@ for want in 'prefill: .* \(best of 2\)$' 'decode: .* \(best of 2; slowest [0-9.]
   grep -Eq "^$want" <<<"$out" || { echo "FAIL: no line matching '$want'"; exit 1; }
 done
 # bytes per token = weights + the KV cache at the mean decode context
-# (prompt 8 + (8 + 1) / 2 = 12.5 positions); 8-bit KV reads about half
+# (prompt 8 + (8 + 1) / 2 = 12.5 positions; KiB below 1 MiB, as here);
+# 8-bit KV reads about half
 kv_mib() { sed -nE 's/^bytes\/token: +([0-9.]+) MiB read .*: ([0-9.]+) MiB of weights \+ ([0-9.]+) KiB of ([a-z0-9]+) KV cache$/\1 \2 \3 \4/p' <<<"$1"; }
 read -r total weights kv fmt <<<"$(kv_mib "$out")"
 [ "$fmt" = f16 ] || { echo "FAIL: no bytes/token line with the KV cache"; exit 1; }
