@@ -271,9 +271,14 @@ KN_INLINE __m256 bias_term(__m256 acc, const float *bi, const float *sc, bool q8
         if (q8) b = _mm256_fmadd_ps(_mm256_set1_ps(128.0f), _mm256_loadu_ps(sc + g), b);
         acc = _mm256_fmadd_ps(b, _mm256_loadu_ps(gsum + g), acc);
     }
-    float rest = 0;
-    for (; g < gn; g++) rest += (bi[g] + (q8 ? 128.0f * sc[g] : 0.0f)) * gsum[g];
-    return _mm256_add_ps(acc, _mm256_setr_ps(rest, 0, 0, 0, 0, 0, 0, 0));
+    if (g < gn) { /* the last gn % 8 groups, masked (masked lanes read nothing, give 0) */
+        static const int32_t lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+        __m256i m = _mm256_loadu_si256((const __m256i *)(lanes + 8 - (gn - g)));
+        __m256 b = _mm256_maskload_ps(bi + g, m);
+        if (q8) b = _mm256_fmadd_ps(_mm256_set1_ps(128.0f), _mm256_maskload_ps(sc + g, m), b);
+        acc = _mm256_fmadd_ps(b, _mm256_maskload_ps(gsum + g, m), acc);
+    }
+    return acc;
 }
 
 /* Scales and biases of groups [g0, g0 + gn) of row r, as f32. */
@@ -282,6 +287,22 @@ KN_INLINE void load_sb(const kn_weight *w, size_t ng, size_t r, size_t g0, size_
 {
     kn_scales_f32(w->scale_dtype, w->scales, r * ng + g0, gn, sc);
     kn_scales_f32(w->scale_dtype, w->biases, r * ng + g0, gn, bi);
+}
+
+/* The same for rows r .. r+3 into sf and bf (row i at i * gn), with the
+ * rows' pointers in sc and bi. Whole rows (one segment, as in most
+ * decode matrices) lie one after another in the tensors: one conversion
+ * covers all four, and its scalar tail runs once instead of per row. */
+KN_INLINE void load_sb4(const kn_weight *w, size_t ng, size_t r, size_t g0, size_t gn, float *sf,
+                        float *bf, const float **sc, const float **bi)
+{
+    if (gn == ng) {
+        kn_scales_f32(w->scale_dtype, w->scales, r * ng, 4 * ng, sf);
+        kn_scales_f32(w->scale_dtype, w->biases, r * ng, 4 * ng, bf);
+    } else {
+        for (size_t i = 0; i < 4; i++) load_sb(w, ng, r + i, g0, gn, sf + i * gn, bf + i * gn);
+    }
+    for (size_t i = 0; i < 4; i++) sc[i] = sf + i * gn, bi[i] = bf + i * gn;
 }
 
 /* ---- Q4 ------------------------------------------------------------------------- */
@@ -390,10 +411,11 @@ KN_INLINE void q4_rows4(const q_args *a, size_t r, float *y, size_t GS, int ACT)
     const uint8_t *pf = kn_prefetch_base(w0, rb); /* 128 bytes per chunk */
     const void *x = x_row(qx, 0, ACT);
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    float sc[4][SEG], bi[4][SEG];
+    float sf[4 * SEG], bf[4 * SEG];
+    const float *sc[4], *bi[4];
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
         size_t gn = ng - g0 < SEG ? ng - g0 : SEG;
-        for (int i = 0; i < 4; i++) load_sb(w, ng, r + (size_t)i, g0, gn, sc[i], bi[i]);
+        load_sb4(w, ng, r, g0, gn, sf, bf, sc, bi);
         const float *gs = qx->gsum + g0;
         a0 = bias_term(a0, bi[0], sc[0], false, gs, gn);
         a1 = bias_term(a1, bi[1], sc[1], false, gs, gn);
@@ -545,11 +567,12 @@ KN_INLINE void q8_rows4(const q_args *a, size_t r, float *y, size_t GS, int ACT)
     const uint8_t *pf = kn_prefetch_base(w0, rb); /* 128 bytes per chunk */
     const void *x = x_row(qx, 0, ACT);
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    float sc[4][SEG], bi[4][SEG];
+    float sf[4 * SEG], bf[4 * SEG];
+    const float *sc[4], *bi[4];
     bool fold = ACT == 8;
     for (size_t g0 = 0; g0 < ng; g0 += SEG) {
         size_t gn = ng - g0 < SEG ? ng - g0 : SEG;
-        for (int i = 0; i < 4; i++) load_sb(w, ng, r + (size_t)i, g0, gn, sc[i], bi[i]);
+        load_sb4(w, ng, r, g0, gn, sf, bf, sc, bi);
         const float *gs = qx->gsum + g0;
         a0 = bias_term(a0, bi[0], sc[0], fold, gs, gn);
         a1 = bias_term(a1, bi[1], sc[1], fold, gs, gn);
