@@ -134,10 +134,10 @@ static void head_init(const at_job *j, size_t t, int32_t hq, int32_t split, at_h
 }
 
 /* The positions token t attends to: [*lo, *end). */
-static void token_range(const at_job *j, size_t t, int32_t *lo, int32_t *end)
+static void token_range(const int32_t *q_pos, int32_t window, size_t t, int32_t *lo, int32_t *end)
 {
-    int32_t p = j->q_pos[t];
-    *lo = j->window > 0 && p - j->window + 1 > 0 ? p - j->window + 1 : 0;
+    int32_t p = q_pos[t];
+    *lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
     *end = p + 1;
 }
 
@@ -148,7 +148,7 @@ static void attend_heads(const at_job *j, size_t t, int32_t kvh, int32_t h0, int
     const kn_kv_view *kv = j->kv;
     at_head heads[MAX_PASS_HEADS];
     int32_t lo, end, bt = kv->block_tokens;
-    token_range(j, t, &lo, &end);
+    token_range(j->q_pos, j->window, t, &lo, &end);
     size_t a0 = 0, a1 = (size_t)(end - lo);
     tp_split(a1, 16, split, j->splits, &a0, &a1); /* 16: balanced ranges, whole 4-row groups */
     for (int32_t a = h0; a < h1; a += MAX_PASS_HEADS) {
@@ -231,9 +231,8 @@ void kn_attention(kn_ctx *kc, const kn_kv_view *kv, const float *q, const int32_
          * a chunk long (the shortest token's range), partials that fit */
         int32_t lo, end;
         size_t shortest = SIZE_MAX, fit = PART_FLOATS / (n_q * (size_t)n_heads * ((size_t)kv->v_head_dim + 2));
-        at_job probe = {.q_pos = q_pos, .window = window};
         for (size_t t = 0; t < n_q; t++) {
-            token_range(&probe, t, &lo, &end);
+            token_range(q_pos, window, t, &lo, &end);
             shortest = (size_t)(end - lo) < shortest ? (size_t)(end - lo) : shortest;
         }
         size_t sp = (want + pairs - 1) / pairs;
