@@ -131,13 +131,13 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
     return -1;
 }
 
-/* KV cache bytes one decode step reads on average over the run: every
- * layer's K and V rows of the positions it attends to (a sliding layer at
- * most its window), at the mean context of the decoded tokens. */
-static double kv_bytes_per_token(const model_spec *s, kn_kv_dtype dt, long prompt, long decode)
+/* KV cache bytes a decode step at context ctx reads: every layer's K and
+ * V rows of the positions it attends to (a sliding layer at most its
+ * window). */
+static double kv_bytes_per_token(const model_spec *s, kn_kv_dtype dt, double ctx)
 {
     model_kv_geometry g = model_spec_kv_geometry(s);
-    double ctx = (double)prompt + (double)(decode + 1) / 2.0, b = 0;
+    double b = 0;
     size_t row = kn_kv_row_bytes(dt, (size_t)g.head_dim) + kn_kv_row_bytes(dt, (size_t)g.v_head_dim);
     for (int32_t l = 0; l < g.n_layers; l++) {
         double n = g.window > 0 && g.layer_sliding[l] && ctx > g.window ? g.window : ctx;
@@ -188,7 +188,9 @@ static int bench_model(const bench_opts *o)
     }
     if (!st) {
         double wbt = (double)model_decode_bytes_per_token(rt.m);
-        double kvbt = kv_bytes_per_token(s, o->kv_dtype, o->prompt, o->decode), bpt = wbt + kvbt;
+        /* the decoded tokens attend to prompt + 1 .. prompt + decode positions */
+        double ctx = (double)o->prompt + (double)(o->decode + 1) / 2.0;
+        double kvbt = kv_bytes_per_token(s, o->kv_dtype, ctx), bpt = wbt + kvbt;
         double roof = gbs * 1e9 / bpt, dec = (double)o->decode / t_decode;
         printf("model:        %s (%.1fM params, %s kernels, %d threads)\n", o->model_dir,
                (double)model_n_params(rt.m) / 1e6, kn_ctx_isa(rt.kc), tp_n_threads(rt.pool));
@@ -201,7 +203,7 @@ static int bench_model(const bench_opts *o)
         printf("bytes/token:  %.1f MiB read per decoded token: %.1f MiB of weights + %.1f %s of %s KV cache\n"
                "              (%.1f positions on average)\n",
                bpt / 1048576.0, wbt / 1048576.0, kvbt / (kv_mib ? 1048576.0 : 1024.0), kv_mib ? "MiB" : "KiB",
-               kn_kv_dtype_name(o->kv_dtype), (double)o->prompt + (double)(o->decode + 1) / 2.0);
+               kn_kv_dtype_name(o->kv_dtype), ctx);
         printf("roofline:     %.1f tok/s; decode reaches %.1f%% of it\n", roof, 100.0 * dec / roof);
     }
     eng_runner_destroy(r);

@@ -7,9 +7,9 @@
  * when a pool thread is preempted on a busy host) costs as much as the
  * arithmetic. Here the rows of every matrix are cut into blocks (the same
  * ~64 KiB blocks as kn_matmul) and all blocks of all matrices are dealt
- * as one range (tp_deal, as in kn_matmul), so the group costs one barrier (two with
- * quantized activations: one to quantize every item's rows, one to
- * multiply).
+ * as one range (tp_deal, as in kn_matmul), so the group costs one barrier
+ * (two with quantized activations: one to quantize every item's rows, one
+ * to multiply).
  *
  * Results are those of kn_matmul on each item: the same row kernels on
  * the same rows (which thread computes a row does not change its value)
