@@ -172,18 +172,22 @@ export async function chat(client, agent, messages, { max_tokens = 8, forced, he
 export const words = (n) => Array.from({ length: n }, (_, i) => (i % 7 ? 'word' : 'wave')).join(' ');
 
 /**
- * Tokens per second the server generates now (a forced 48-token stream),
- * so that "a long generation" lasts about the wanted seconds whatever the
- * build and the load; the tests assert no timings.
+ * Tokens per second the server generates now (a forced 160-token
+ * completion), so that "a long generation" lasts about the wanted seconds
+ * whatever the build and the load; the tests assert no timings. The
+ * calibration is long enough that the request's fixed cost (HTTP, prefill)
+ * does not hide the decode rate: with 48 tokens, a fixed cost that is a
+ * large part of the request makes the rate look low, and a "3 s"
+ * generation may end before the 1 s drain timeout it must outlast.
  */
 export async function tokensFor(client, seconds) {
   const t0 = performance.now();
   const r = await client.chat.completions.create({
-    model: 'default', max_tokens: 48, messages: [{ role: 'user', content: 'calibrate' }],
-    semantic_test_completion: words(200),
+    model: 'default', max_tokens: 160, messages: [{ role: 'user', content: 'calibrate' }],
+    semantic_test_completion: words(300),
   });
   const rate = r.usage.completion_tokens / ((performance.now() - t0) / 1000);
-  return Math.max(32, Math.min(3000, Math.round(rate * seconds)));
+  return Math.max(32, Math.min(8000, Math.round(rate * seconds)));
 }
 
 /**
