@@ -1,27 +1,33 @@
 /* attention.c - kn_attention: causal, GQA, optionally windowed and
  * soft-capped attention of a few query tokens over one sequence's paged KV.
  *
- * Work unit: (query token, KV head, slice of that KV head's query heads).
- * The heads of a unit share every K and V row they read: a chunk of rows
- * is scored and accumulated for all of them while it sits in L1, so a
- * long context is streamed from memory once per unit rather than once per
- * query head. A decode step has too few (token, KV head) pairs to keep
- * every thread busy (SmolLM2: 3 KV heads on 2 threads), so it splits each
- * pair's positions into `splits` equal ranges: every unit still reads
- * each of its K and V rows once, and the units are the same size. Each
- * range yields a partial softmax state (max, denominator, unnormalized
- * output) in a stack scratch, and the ranges are merged in order after
- * the pool pass (flash-decoding). When the partial states do not fit the
- * scratch (many heads of a wide v_head_dim, as MLA), the group's query
- * heads are sliced between units instead. Units are dealt round-robin
- * (later tokens attend to more positions, so round-robin balances better
- * than contiguous ranges).
+ * Work unit: (query token, KV heads, slice of each KV head's query heads,
+ * range of positions). The heads of a unit share every K and V row they
+ * read: a chunk of rows is scored and accumulated for all of them while
+ * it sits in L1, so a long context is streamed from memory once per unit
+ * rather than once per query head.
+ *
+ * Prefill (many query tokens) runs one unit per (token, KV head); the
+ * tokens of a chunk read the same rows, which stay in cache. A decode
+ * step (fewer query tokens than the pool wants units) instead splits each
+ * token's positions into `splits` equal ranges whose units take every KV
+ * head: a unit then reads one contiguous stretch of each KV block (the
+ * rows of all heads of a position lie together), which the prefetchers
+ * stream, where a unit per KV head read 1/n_kv_heads of every row and ran
+ * at a third of the DRAM bandwidth. Each range yields a partial softmax
+ * state (max, denominator, unnormalized output) in a stack scratch, and
+ * the ranges are merged in order after the pool pass (flash-decoding).
+ * When the context is too short to split, or the partial states do not
+ * fit the scratch (many heads of a wide v_head_dim, as MLA), the units
+ * are per KV head and, if still too few, slice the group's query heads.
+ * Units are dealt round-robin (in prefill later tokens attend to more
+ * positions, so round-robin balances better than contiguous ranges).
  *
  * A unit streams its positions in chunks of at most CHUNK that never cross
- * a KV block: scores for the chunk, then an online-softmax update per head
- * (running max m, running denominator l; the accumulator in the output row
- * is rescaled by exp(m_old - m_new) when the max grows). The only scratch
- * is fixed arrays on the worker's stack.
+ * a KV block: per KV head, scores for the chunk, then an online-softmax
+ * update per query head (running max m, running denominator l; the
+ * accumulator in the output row is rescaled by exp(m_old - m_new) when the
+ * max grows). The only scratch is fixed arrays on the worker's stack.
  *
  * Thread: the ctx owner; units write disjoint output rows.
  */
@@ -32,8 +38,8 @@
 enum {
     CHUNK = 64,         /* positions per scoring pass */
     MAX_KV_GROUPS = 64, /* head_dim / KN_KV_GROUP for the affine formats */
-    MAX_PASS_HEADS = 8, /* query heads sharing one pass over the rows */
-    PART_FLOATS = 8192, /* partial states of a split pass (32 KiB of stack) */
+    MAX_PASS_HEADS = 32, /* query heads sharing one pass over the rows */
+    PART_FLOATS = 16384, /* partial states of a split pass (64 KiB of stack) */
 };
 
 typedef struct at_job {
@@ -43,9 +49,10 @@ typedef struct at_job {
     const int32_t *q_pos;
     size_t n_q;
     int32_t n_heads;
-    int32_t group;  /* query heads per KV head */
-    int32_t slices; /* head slices per (token, KV head) */
-    int32_t splits; /* position ranges per (token, KV head); > 1 only with slices == 1 */
+    int32_t group;   /* query heads per KV head */
+    int32_t kv_unit; /* KV heads per unit: all of them (splits > 1) or 1 */
+    int32_t slices;  /* head slices per (token, KV head); > 1 only with splits == 1 */
+    int32_t splits;  /* position ranges per token */
     float *part;    /* splits > 1: [token][head][split] of (m, l, acc[v_head_dim]) */
     float scale;
     int32_t window;
@@ -60,6 +67,37 @@ typedef struct at_head {
     float m, l;                 /* running max and denominator */
     float *acc;                 /* the output row, v_head_dim floats */
 } at_head;
+
+/* Prefetches of the next chunk's K and V rows, a few before each kernel
+ * call of the current chunk. Without them a cold decode step waited on
+ * its rows (the prefetchers did not run ahead of the row pattern) and
+ * read its KV at a third of the DRAM bandwidth; issued all at once they
+ * stalled on the full miss queues instead of overlapping the compute. */
+typedef struct at_prefetch {
+    const char *p[2]; /* K, V: the next line */
+    size_t left[2];   /* lines still to prefetch */
+    size_t per_call;
+} at_prefetch;
+
+static void prefetch_some(at_prefetch *f)
+{
+    size_t n = f->per_call;
+    for (int v = 0; v < 2; v++)
+        for (; n && f->left[v]; n--, f->left[v]--, f->p[v] += 64) __builtin_prefetch(f->p[v], 0, 2);
+}
+
+/* The rows of every KV head at positions [pos, pos + n) (one block), in
+ * about `calls` steps. */
+static at_prefetch prefetch_plan(const kn_kv_view *kv, int32_t pos, int32_t n, size_t calls)
+{
+    at_prefetch f = {.per_call = 0};
+    for (int v = 0; v < 2; v++) {
+        f.p[v] = (const char *)kn_kv_row_ptr(kv, pos, 0, v);
+        f.left[v] = ((size_t)n * (size_t)kv->n_kv_heads * (v ? kv->v_row_bytes : kv->k_row_bytes) + 63) / 64;
+    }
+    f.per_call = (f.left[0] + f.left[1]) / calls + 1;
+    return f;
+}
 
 /* Folds one chunk of scores (already softcapped) into head h's state and
  * accumulates the chunk's V rows. */
@@ -84,7 +122,7 @@ static void fold_chunk(const at_job *j, at_head *h, float *sc, size_t n, const u
 
 /* n positions from pos0 (one block) for heads[0..nh). */
 static void attend_chunk(const at_job *j, at_head *heads, int32_t nh, int32_t kvh, int32_t pos0,
-                         size_t n)
+                         size_t n, at_prefetch *pf)
 {
     const kn_kv_view *kv = j->kv;
     size_t kstride = (size_t)kv->n_kv_heads * kv->k_row_bytes;
@@ -96,6 +134,7 @@ static void attend_chunk(const at_job *j, at_head *heads, int32_t nh, int32_t kv
     for (int32_t i = 0; i < nh;) {
         /* heads in pairs where the table can score two at once */
         int32_t m = two && i + 1 < nh ? 2 : 1;
+        prefetch_some(pf);
         if (m == 2)
             two(heads[i].q, heads[i + 1].q, j->scale, krows, kstride, n, (size_t)kv->head_dim, sc[0], sc[1]);
         else
@@ -104,6 +143,7 @@ static void attend_chunk(const at_job *j, at_head *heads, int32_t nh, int32_t kv
         for (int32_t k = 0; k < m; k++, i++) {
             if (j->softcap > 0)
                 for (size_t c = 0; c < n; c++) sc[k][c] = j->softcap * tanhf(sc[k][c] / j->softcap);
+            prefetch_some(pf);
             fold_chunk(j, &heads[i], sc[k], n, vrows, vstride);
         }
     }
@@ -141,36 +181,60 @@ static void token_range(const int32_t *q_pos, int32_t window, size_t t, int32_t 
     *end = p + 1;
 }
 
-/* Query heads [h0, h1) of token t, all reading KV head kvh, over split
- * `split` of the token's positions. */
-static void attend_heads(const at_job *j, size_t t, int32_t kvh, int32_t h0, int32_t h1, int32_t split)
+/* The chunk at pos: at most CHUNK positions, within pos's block, before stop. */
+static int32_t chunk_len(int32_t bt, int32_t pos, int32_t stop)
+{
+    int32_t n = bt - pos % bt;
+    n = n < stop - pos ? n : stop - pos;
+    return n < CHUNK ? n : CHUNK;
+}
+
+/* One pass of token t over split `split` of its positions: KV heads
+ * [k0, k1) and of each its group's query heads [g0, g1), at most
+ * MAX_PASS_HEADS in all. */
+static void attend_pass(const at_job *j, size_t t, int32_t k0, int32_t k1, int32_t g0, int32_t g1,
+                        int32_t split)
 {
     const kn_kv_view *kv = j->kv;
     at_head heads[MAX_PASS_HEADS];
-    int32_t lo, end, bt = kv->block_tokens;
+    int32_t per = g1 - g0, nh = (k1 - k0) * per, lo, end, bt = kv->block_tokens;
+    for (int32_t i = 0; i < nh; i++) head_init(j, t, (k0 + i / per) * j->group + g0 + i % per, split, &heads[i]);
     token_range(j->q_pos, j->window, t, &lo, &end);
     size_t a0 = 0, a1 = (size_t)(end - lo);
     tp_split(a1, 16, split, j->splits, &a0, &a1); /* 16: balanced ranges, whole 4-row groups */
-    for (int32_t a = h0; a < h1; a += MAX_PASS_HEADS) {
-        int32_t nh = h1 - a < MAX_PASS_HEADS ? h1 - a : MAX_PASS_HEADS;
-        for (int32_t i = 0; i < nh; i++) head_init(j, t, a + i, split, &heads[i]);
-        for (int32_t pos = lo + (int32_t)a0, stop = lo + (int32_t)a1; pos < stop;) {
-            int32_t in_block = bt - pos % bt, left = stop - pos;
-            int32_t n = in_block < left ? in_block : left;
-            n = n < CHUNK ? n : CHUNK;
-            attend_chunk(j, heads, nh, kvh, pos, (size_t)n);
-            pos += n;
-        }
-        for (int32_t i = 0; i < nh; i++) {
-            if (j->splits > 1) { /* the partial state; merged by merge_splits */
-                heads[i].acc[-2] = heads[i].m;
-                heads[i].acc[-1] = heads[i].l;
-                continue;
-            }
-            j->ops->scale(heads[i].acc, heads[i].l > 0 ? 1.0f / heads[i].l : 0.0f,
-                          (size_t)kv->v_head_dim);
-        }
+    /* whole rows (every KV head) lie together: the next chunk's are one stretch */
+    bool whole = k0 == 0 && k1 == kv->n_kv_heads;
+    for (int32_t pos = lo + (int32_t)a0, stop = lo + (int32_t)a1; pos < stop;) {
+        int32_t n = chunk_len(bt, pos, stop);
+        at_prefetch pf = {.per_call = 0};
+        if (whole && pos + n < stop) pf = prefetch_plan(kv, pos + n, chunk_len(bt, pos + n, stop), 2 * (size_t)nh);
+        for (int32_t k = k0; k < k1; k++) attend_chunk(j, heads + (k - k0) * per, per, k, pos, (size_t)n, &pf);
+        pos += n;
     }
+    for (int32_t i = 0; i < nh; i++) {
+        if (j->splits > 1) { /* the partial state; merged by merge_splits */
+            heads[i].acc[-2] = heads[i].m;
+            heads[i].acc[-1] = heads[i].l;
+            continue;
+        }
+        j->ops->scale(heads[i].acc, heads[i].l > 0 ? 1.0f / heads[i].l : 0.0f, (size_t)kv->v_head_dim);
+    }
+}
+
+/* Token t, KV heads [k0, k1), query heads [g0, g1) of each group, split
+ * `split`: as many KV heads per pass as MAX_PASS_HEADS allows. */
+static void attend_heads(const at_job *j, size_t t, int32_t k0, int32_t k1, int32_t g0, int32_t g1,
+                         int32_t split)
+{
+    int32_t per = g1 - g0;
+    if (per > MAX_PASS_HEADS) {
+        for (int32_t k = k0; k < k1; k++)
+            for (int32_t a = g0; a < g1; a += MAX_PASS_HEADS)
+                attend_pass(j, t, k, k + 1, a, g1 - a < MAX_PASS_HEADS ? g1 : a + MAX_PASS_HEADS, split);
+        return;
+    }
+    for (int32_t k = k0, kn = MAX_PASS_HEADS / per; k < k1; k += kn)
+        attend_pass(j, t, k, k1 - k < kn ? k1 : k + kn, g0, g1, split);
 }
 
 /* out = the softmax over all splits: each split's output and denominator
@@ -199,16 +263,16 @@ static void merge_splits(const at_job *j)
 static void attend_units(void *p, int ith, int nth)
 {
     const at_job *j = p;
-    size_t per_kvh = (size_t)j->slices * (size_t)j->splits; /* one of them is 1 */
-    size_t per_token = (size_t)j->kv->n_kv_heads * per_kvh;
+    size_t per_kv = (size_t)j->slices * (size_t)j->splits; /* one of them is 1 */
+    size_t per_token = (size_t)(j->kv->n_kv_heads / j->kv_unit) * per_kv;
     size_t units = j->n_q * per_token;
     for (size_t u = (size_t)ith; u < units; u += (size_t)nth) {
         size_t t = u / per_token, rest = u % per_token;
-        int32_t kvh = (int32_t)(rest / per_kvh), r = (int32_t)(rest % per_kvh);
+        int32_t k0 = (int32_t)(rest / per_kv) * j->kv_unit, r = (int32_t)(rest % per_kv);
         size_t lo, hi;
         tp_split((size_t)j->group, 1, j->slices > 1 ? r : 0, j->slices, &lo, &hi);
-        int32_t base = kvh * j->group;
-        if (lo < hi) attend_heads(j, t, kvh, base + (int32_t)lo, base + (int32_t)hi, j->splits > 1 ? r : 0);
+        if (lo < hi)
+            attend_heads(j, t, k0, k0 + j->kv_unit, (int32_t)lo, (int32_t)hi, j->splits > 1 ? r : 0);
     }
 }
 
@@ -223,28 +287,31 @@ void kn_attention(kn_ctx *kc, const kn_kv_view *kv, const float *q, const int32_
         SEM_ASSERT(kv->head_dim % KN_KV_GROUP == 0 && kv->v_head_dim % KN_KV_GROUP == 0);
         SEM_ASSERT(kv->head_dim / KN_KV_GROUP <= MAX_KV_GROUPS);
     }
-    int32_t group = n_heads / kv->n_kv_heads, slices = 1, splits = 1;
-    size_t want = 2 * (size_t)tp_n_threads(kc->pool), pairs = n_q * (size_t)kv->n_kv_heads;
+    int32_t group = n_heads / kv->n_kv_heads, kv_unit = 1, slices = 1, splits = 1;
+    size_t nth = (size_t)tp_n_threads(kc->pool), want = 2 * nth;
     float part[PART_FLOATS];
-    if (pairs < want) {
-        /* split positions: as many ranges as fill the pool, each at least
-         * a chunk long (the shortest token's range), partials that fit */
+    if (n_q < want) {
+        /* decode: split positions into ranges over all KV heads, as many
+         * as fill the pool (a multiple of the threads), each at least a
+         * chunk long (the shortest token's range), partials that fit */
         int32_t lo, end;
         size_t shortest = SIZE_MAX, fit = PART_FLOATS / (n_q * (size_t)n_heads * ((size_t)kv->v_head_dim + 2));
         for (size_t t = 0; t < n_q; t++) {
             token_range(q_pos, window, t, &lo, &end);
             shortest = (size_t)(end - lo) < shortest ? (size_t)(end - lo) : shortest;
         }
-        size_t sp = (want + pairs - 1) / pairs;
+        size_t sp = (want + n_q - 1) / n_q;
         sp = sp < shortest / CHUNK ? sp : shortest / CHUNK;
         sp = sp < fit ? sp : fit;
-        splits = sp > 1 ? (int32_t)sp : 1;
+        while (sp > 1 && n_q * sp > nth && n_q * sp % nth) sp--;
+        if (sp > 1) splits = (int32_t)sp, kv_unit = kv->n_kv_heads;
     }
     if (splits == 1)
-        while (slices < group && pairs * (size_t)slices < want) slices++;
+        while (slices < group && n_q * (size_t)kv->n_kv_heads * (size_t)slices < want) slices++;
     at_job j = {
         .ops = kc->ops, .kv = kv, .q = q, .q_pos = q_pos, .n_q = n_q, .n_heads = n_heads,
-        .group = group, .slices = slices, .splits = splits, .part = part, .scale = scale,
+        .group = group, .kv_unit = kv_unit, .slices = slices, .splits = splits, .part = part,
+        .scale = scale,
         .window = window, .softcap = softcap, .out = out,
     };
     tp_run(kc->pool, attend_units, &j);

@@ -14,11 +14,13 @@
  * Usage: bench_kernels [seconds_per_case]
  *        bench_kernels secs q4|q8|f16 rows cols [threads [n_tokens]]
  *        bench_kernels secs model
- *        bench_kernels secs attn [n_ctx]
+ *        bench_kernels secs attn [n_ctx [layers [threads]]]
  */
 #include "kn_test.h"
 
 #include <immintrin.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <time.h>
 
 static double thread_cpu_s(void)
@@ -206,45 +208,57 @@ static void bench_model(tp_pool *pool, const kn_ops *ops, double secs)
 
 /* Decode attention of one token over n_ctx positions, SmolLM2 heads
  * (9 query heads, 3 KV heads, head_dim 64), per KV format: microseconds
- * per layer and GB/s of KV bytes read. */
-static void bench_attn(tp_pool *pool, size_t n_ctx, double secs)
+ * per layer and GB/s of KV bytes read. layers > 1 rotates over that many
+ * separate KV caches (pool-shaped blocks of 256 tokens), so a call reads
+ * its KV from DRAM as a decode step of a whole model does. */
+static void bench_attn(tp_pool *pool, size_t n_ctx, size_t layers, double secs)
 {
     kn_kv_dtype dts[] = {KN_KV_F16, KN_KV_BF16, KN_KV_Q8, KN_KV_Q4, KN_KV_F32};
+    size_t bt = layers > 1 ? 256 : 16;
     for (int di = 0; di < 5; di++) {
         kn_kv_view v = {.dtype = dts[di], .n_kv_heads = 3, .head_dim = 64, .v_head_dim = 64,
-                        .block_tokens = 16};
+                        .block_tokens = (int32_t)bt};
         v.k_row_bytes = v.v_row_bytes = kn_kv_row_bytes(v.dtype, 64);
-        size_t nb = n_ctx / 16 + 1;
-        v.block_stride = 16 * 3 * 2 * v.k_row_bytes;
+        size_t nb = n_ctx / bt + 1;
+        v.block_stride = bt * 3 * 2 * v.k_row_bytes;
         v.k_offset = 0;
-        v.v_offset = 16 * 3 * v.k_row_bytes;
-        uint8_t *arena = sem_alloc_aligned(nb * v.block_stride);
-        int32_t *ids = calloc(nb, sizeof *ids);
-        for (size_t i = 0; i < nb; i++) ids[i] = (int32_t)((i * 7) % nb);
+        v.v_offset = bt * 3 * v.k_row_bytes;
+        size_t abytes = layers * nb * v.block_stride;
+        uint8_t *arena = sem_alloc_aligned(abytes);
+        if (getenv("BENCH_THP")) {
+            uintptr_t a0 = ((uintptr_t)arena + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1);
+            uintptr_t a1 = ((uintptr_t)arena + abytes) & ~(uintptr_t)((2u << 20) - 1);
+            if (a1 > a0) madvise((void *)a0, a1 - a0, MADV_HUGEPAGE);
+        }
+        int32_t *ids = calloc(layers * nb, sizeof *ids);
+        for (size_t i = 0; i < layers * nb; i++) ids[i] = (int32_t)((i * 7) % (layers * nb));
         v.base = arena;
-        v.block_ids = ids;
         kt_rng r = {1};
         float k[192], vv[192], q[576], out[576];
-        for (size_t p = 0; p < n_ctx; p++) {
-            kt_fill(&r, k, 192, 1.0f);
-            kt_fill(&r, vv, 192, 1.0f);
-            kn_kv_store(&v, (int32_t)p, k, vv);
+        for (size_t l = 0; l < layers; l++) {
+            v.block_ids = ids + l * nb;
+            for (size_t p = 0; p < n_ctx; p++) {
+                kt_fill(&r, k, 192, 1.0f);
+                kt_fill(&r, vv, 192, 1.0f);
+                kn_kv_store(&v, (int32_t)p, k, vv);
+            }
         }
         kt_fill(&r, q, 576, 1.0f);
         int32_t pos = (int32_t)n_ctx - 1;
         const kn_ops *tabs[2] = {kn_ops_ref(), kn_ops_avx2()};
-        for (int ti = 0; ti < 2; ti++) {
+        for (int ti = layers > 1; ti < 2; ti++) {
             kn_ctx *kc = kt_ctx(tabs[ti], pool, 1, 64);
             double t0 = g_now(), t;
             size_t calls = 0;
             do {
+                v.block_ids = ids + (calls % layers) * nb;
                 kn_attention(kc, &v, q, &pos, 1, 9, 0.125f, 0, 0, out);
                 calls++;
             } while ((t = g_now() - t0) < secs);
             double per = t / (double)calls;
-            printf("attention decode kv=%-4s ctx=%zu thr=%d %-4s: %8.1f us/layer (%.2f GB/s of KV)\n",
-                   kn_kv_dtype_name(dts[di]), n_ctx, tp_n_threads(pool), tabs[ti]->isa, per * 1e6,
-                   (double)(n_ctx * 2 * 3 * v.k_row_bytes) / per / 1e9);
+            printf("attention decode kv=%-4s ctx=%zu layers=%zu thr=%d %-4s: %8.1f us/layer (%.2f GB/s of KV)\n",
+                   kn_kv_dtype_name(dts[di]), n_ctx, layers, tp_n_threads(pool), tabs[ti]->isa,
+                   per * 1e6, (double)(n_ctx * 2 * 3 * v.k_row_bytes) / per / 1e9);
             kn_ctx_destroy(kc);
         }
         sem_free_aligned(arena);
@@ -260,8 +274,10 @@ int main(int argc, char **argv)
     tp_create(1, &pools[1], &err);
     tp_create(2, &pools[2], &err);
     if (argc > 2 && !strcmp(argv[2], "attn")) {
-        g_now = thread_cpu_s;
-        bench_attn(pools[1], argc > 3 ? (size_t)atol(argv[3]) : 4096, secs);
+        size_t layers = argc > 4 ? (size_t)atol(argv[4]) : 1;
+        int nt = argc > 5 && atoi(argv[5]) == 2 ? 2 : 1;
+        if (nt == 1) g_now = thread_cpu_s;
+        bench_attn(pools[nt], argc > 3 ? (size_t)atol(argv[3]) : 4096, layers, secs);
         return 0;
     }
     if (argc > 2 && !strcmp(argv[2], "model")) {
