@@ -68,84 +68,55 @@ typedef struct at_head {
     float *acc;                 /* the output row, v_head_dim floats */
 } at_head;
 
-/* Prefetches of the next chunk's K and V rows, a few before each kernel
- * call of the current chunk. Without them a cold decode step waited on
- * its rows (the prefetchers did not run ahead of the row pattern) and
- * read its KV at a third of the DRAM bandwidth; issued all at once they
- * stalled on the full miss queues instead of overlapping the compute. */
-typedef struct at_prefetch {
-    const char *p[2]; /* K, V: the next line */
-    size_t left[2];   /* lines still to prefetch */
-    size_t per_call;
-} at_prefetch;
-
-static void prefetch_some(at_prefetch *f)
+/* Folds one chunk of scores (already softcapped) into head h's state:
+ * sc becomes the weights exp(s - m) of the chunk's V rows. */
+static void fold_chunk(const at_job *j, at_head *h, float *sc, size_t n)
 {
-    size_t n = f->per_call;
-    for (int v = 0; v < 2; v++)
-        for (; n && f->left[v]; n--, f->left[v]--, f->p[v] += 64) __builtin_prefetch(f->p[v], 0, 2);
-}
-
-/* The rows of every KV head at positions [pos, pos + n) (one block), in
- * about `calls` steps. */
-static at_prefetch prefetch_plan(const kn_kv_view *kv, int32_t pos, int32_t n, size_t calls)
-{
-    at_prefetch f = {.per_call = 0};
-    for (int v = 0; v < 2; v++) {
-        f.p[v] = (const char *)kn_kv_row_ptr(kv, pos, 0, v);
-        f.left[v] = ((size_t)n * (size_t)kv->n_kv_heads * (v ? kv->v_row_bytes : kv->k_row_bytes) + 63) / 64;
-    }
-    f.per_call = (f.left[0] + f.left[1]) / calls + 1;
-    return f;
-}
-
-/* Folds one chunk of scores (already softcapped) into head h's state and
- * accumulates the chunk's V rows. */
-static void fold_chunk(const at_job *j, at_head *h, float *sc, size_t n, const uint8_t *vrows,
-                       size_t vstride)
-{
-    const kn_kv_view *kv = j->kv;
-    size_t vd = (size_t)kv->v_head_dim;
     float cmax = -INFINITY;
     for (size_t i = 0; i < n; i++) cmax = sc[i] > cmax ? sc[i] : cmax;
     if (cmax > h->m) {
         if (h->l > 0) {
             float r = expf(h->m - cmax);
             h->l *= r;
-            j->ops->scale(h->acc, r, vd);
+            j->ops->scale(h->acc, r, (size_t)j->kv->v_head_dim);
         }
         h->m = cmax;
     }
     h->l += j->ops->exp_sum(sc, n, h->m);
-    j->ops->kv_accum[kv->dtype](h->acc, sc, vrows, vstride, n, vd);
 }
 
-/* n positions from pos0 (one block) for heads[0..nh). */
+/* n positions from pos0 (one block) for heads[0..nh) of KV head kvh: the
+ * heads in groups of up to KN_GQA_MAX where the table scores and
+ * accumulates a group in one pass over the rows, else one at a time. */
 static void attend_chunk(const at_job *j, at_head *heads, int32_t nh, int32_t kvh, int32_t pos0,
-                         size_t n, at_prefetch *pf)
+                         size_t n, int32_t next)
 {
     const kn_kv_view *kv = j->kv;
+    const kn_ops *ops = j->ops;
     size_t kstride = (size_t)kv->n_kv_heads * kv->k_row_bytes;
     size_t vstride = (size_t)kv->n_kv_heads * kv->v_row_bytes;
+    size_t hd = (size_t)kv->head_dim, vd = (size_t)kv->v_head_dim;
     const uint8_t *krows = kn_kv_row_ptr(kv, pos0, kvh, false);
     const uint8_t *vrows = kn_kv_row_ptr(kv, pos0, kvh, true);
-    float sc[2][CHUNK];
-    kn_kv_scores2_fn two = j->ops->kv_scores2[kv->dtype];
-    for (int32_t i = 0; i < nh;) {
-        /* heads in pairs where the table can score two at once */
-        int32_t m = two && i + 1 < nh ? 2 : 1;
-        prefetch_some(pf);
-        if (m == 2)
-            two(heads[i].q, heads[i + 1].q, j->scale, krows, kstride, n, (size_t)kv->head_dim, sc[0], sc[1]);
-        else
-            j->ops->kv_scores[kv->dtype](heads[i].q, heads[i].qgsum, j->scale, krows, kstride, n,
-                                         (size_t)kv->head_dim, sc[0]);
-        for (int32_t k = 0; k < m; k++, i++) {
+    const uint8_t *knext = next >= 0 ? kn_kv_row_ptr(kv, next, kvh, false) : NULL;
+    const uint8_t *vnext = next >= 0 ? kn_kv_row_ptr(kv, next, kvh, true) : NULL;
+    float sc[KN_GQA_MAX][CHUNK];
+    kn_kv_scores_g_fn scores_g = ops->kv_scores_g[kv->dtype];
+    kn_kv_accum_g_fn accum_g = ops->kv_accum_g[kv->dtype];
+    for (int32_t i = 0, m; i < nh; i += m) {
+        m = scores_g ? (nh - i < KN_GQA_MAX ? nh - i : KN_GQA_MAX) : 1;
+        const float *q[KN_GQA_MAX], *p[KN_GQA_MAX];
+        float *o[KN_GQA_MAX], *acc[KN_GQA_MAX];
+        for (int32_t k = 0; k < m; k++) q[k] = heads[i + k].q, p[k] = o[k] = sc[k], acc[k] = heads[i + k].acc;
+        if (scores_g) scores_g(q, m, j->scale, krows, kstride, n, hd, i ? NULL : knext, o);
+        else ops->kv_scores[kv->dtype](q[0], heads[i].qgsum, j->scale, krows, kstride, n, hd, o[0]);
+        for (int32_t k = 0; k < m; k++) {
             if (j->softcap > 0)
                 for (size_t c = 0; c < n; c++) sc[k][c] = j->softcap * tanhf(sc[k][c] / j->softcap);
-            prefetch_some(pf);
-            fold_chunk(j, &heads[i], sc[k], n, vrows, vstride);
+            fold_chunk(j, &heads[i + k], sc[k], n);
         }
+        if (accum_g) accum_g(acc, p, m, vrows, vstride, n, vd, i ? NULL : vnext);
+        else ops->kv_accum[kv->dtype](acc[0], p[0], vrows, vstride, n, vd);
     }
 }
 
@@ -202,13 +173,12 @@ static void attend_pass(const at_job *j, size_t t, int32_t k0, int32_t k1, int32
     token_range(j->q_pos, j->window, t, &lo, &end);
     size_t a0 = 0, a1 = (size_t)(end - lo);
     tp_split(a1, 16, split, j->splits, &a0, &a1); /* 16: balanced ranges, whole 4-row groups */
-    /* whole rows (every KV head) lie together: the next chunk's are one stretch */
-    bool whole = k0 == 0 && k1 == kv->n_kv_heads;
     for (int32_t pos = lo + (int32_t)a0, stop = lo + (int32_t)a1; pos < stop;) {
         int32_t n = chunk_len(bt, pos, stop);
-        at_prefetch pf = {.per_call = 0};
-        if (whole && pos + n < stop) pf = prefetch_plan(kv, pos + n, chunk_len(bt, pos + n, stop), 2 * (size_t)nh);
-        for (int32_t k = k0; k < k1; k++) attend_chunk(j, heads + (k - k0) * per, per, k, pos, (size_t)n, &pf);
+        /* the grouped kernels prefetch the next chunk's rows while they
+         * compute this one's (when it is as long, in whichever block) */
+        int32_t next = pos + n < stop && chunk_len(bt, pos + n, stop) >= n ? pos + n : -1;
+        for (int32_t k = k0; k < k1; k++) attend_chunk(j, heads + (k - k0) * per, per, k, pos, (size_t)n, next);
         pos += n;
     }
     for (int32_t i = 0; i < nh; i++) {
@@ -291,20 +261,24 @@ void kn_attention(kn_ctx *kc, const kn_kv_view *kv, const float *q, const int32_
     size_t nth = (size_t)tp_n_threads(kc->pool), want = 2 * nth;
     float part[PART_FLOATS];
     if (n_q < want) {
-        /* decode: split positions into ranges over all KV heads, as many
-         * as fill the pool (a multiple of the threads), each at least a
-         * chunk long (the shortest token's range), partials that fit */
+        /* decode: units of whole rows (every KV head) over position
+         * ranges, one range per thread: a range's first chunk has no
+         * prefetch ahead of it, so fewer, longer ranges stream better
+         * (two per thread took 10-30% longer on a cold SmolLM2-shaped
+         * layer). Each range at least a chunk long (the shortest token's
+         * range), partials that fit; too short a context for two ranges
+         * uses the units per KV head below unless there is one thread. */
         int32_t lo, end;
         size_t shortest = SIZE_MAX, fit = PART_FLOATS / (n_q * (size_t)n_heads * ((size_t)kv->v_head_dim + 2));
         for (size_t t = 0; t < n_q; t++) {
             token_range(q_pos, window, t, &lo, &end);
             shortest = (size_t)(end - lo) < shortest ? (size_t)(end - lo) : shortest;
         }
-        size_t sp = (want + n_q - 1) / n_q;
+        size_t sp = (nth + n_q - 1) / n_q;
         sp = sp < shortest / CHUNK ? sp : shortest / CHUNK;
         sp = sp < fit ? sp : fit;
         while (sp > 1 && n_q * sp > nth && n_q * sp % nth) sp--;
-        if (sp > 1) splits = (int32_t)sp, kv_unit = kv->n_kv_heads;
+        if (sp > 1 || nth == 1) splits = sp > 1 ? (int32_t)sp : 1, kv_unit = kv->n_kv_heads;
     }
     if (splits == 1)
         while (slices < group && n_q * (size_t)kv->n_kv_heads * (size_t)slices < want) slices++;

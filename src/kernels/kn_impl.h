@@ -64,14 +64,24 @@ typedef void (*kn_quant_fn)(const float *x, kn_qx *qx, size_t t, kn_qx_layout la
 typedef void (*kn_kv_scores_fn)(const float *q, const float *qgsum, float scale,
                                 const uint8_t *rows, size_t stride, size_t n, size_t dim,
                                 float *out);
-/* The scores of two query heads (GQA: heads sharing a KV head) over the
- * same rows, each row read and converted once: out0 and out1 as two
- * kn_kv_scores_fn calls would give them, bit for bit. Float formats. */
-typedef void (*kn_kv_scores2_fn)(const float *q0, const float *q1, float scale, const uint8_t *rows,
-                                 size_t stride, size_t n, size_t dim, float *out0, float *out1);
+/* The scores of g (1 to KN_GQA_MAX) query heads sharing a KV head (GQA)
+ * over the same rows, each row read and converted once: out[h] as a
+ * kn_kv_scores_fn call with q[h] gives it, bit for bit. Float formats.
+ * With next != NULL the rows next + i * stride (i < n) are prefetched
+ * along the way (the next chunk's). */
+#define KN_GQA_MAX 4
+typedef void (*kn_kv_scores_g_fn)(const float *const *q, int g, float scale, const uint8_t *rows,
+                                  size_t stride, size_t n, size_t dim, const uint8_t *next,
+                                  float *const *out);
 /* acc[c] += sum_i p[i] * row_i[c] for c < dim, i < n. */
 typedef void (*kn_kv_accum_fn)(float *acc, const float *p, const uint8_t *rows, size_t stride,
                                size_t n, size_t dim);
+/* kn_kv_accum_fn for g (1 to KN_GQA_MAX) heads over the same rows, each
+ * row read and converted once; bit for bit the g single-head calls.
+ * next: as for kn_kv_scores_g_fn. */
+typedef void (*kn_kv_accum_g_fn)(float *const *acc, const float *const *p, int g,
+                                 const uint8_t *rows, size_t stride, size_t n, size_t dim,
+                                 const uint8_t *next);
 /* s[i] = exp(s[i] - m) for i < n; returns the sum. */
 typedef float (*kn_exp_sum_fn)(float *s, size_t n, float m);
 /* out[i] = silu(gate[i]) * up[i]; out may alias gate. */
@@ -92,7 +102,8 @@ typedef struct kn_ops {
     kn_mm_fn mm[KN_N_DTYPES];     /* indexed by kn_dtype */
     kn_kv_scores_fn kv_scores[KN_N_KV_DTYPES]; /* indexed by kn_kv_dtype */
     kn_kv_accum_fn kv_accum[KN_N_KV_DTYPES];
-    kn_kv_scores2_fn kv_scores2[KN_N_KV_DTYPES]; /* optional (NULL: per head) */
+    kn_kv_scores_g_fn kv_scores_g[KN_N_KV_DTYPES]; /* optional (NULL: per head) */
+    kn_kv_accum_g_fn kv_accum_g[KN_N_KV_DTYPES];   /* set with kv_scores_g */
     kn_exp_sum_fn exp_sum;
     kn_scale_fn scale;
     kn_gate_fn silu_mul;
@@ -178,10 +189,13 @@ static inline size_t kn_kv_data_bytes(kn_kv_dtype t, size_t dim)
     float pfx##_exp_sum(float *s, size_t n, float m);                                         \
     void pfx##_scale(float *acc, float s, size_t n)
 
-#define KN_KV_DECL_SCORES2(pfx, fmt)                                                          \
-    void pfx##_kv_scores2_##fmt(const float *q0, const float *q1, float scale,                \
+#define KN_KV_DECL_GQA(pfx, fmt)                                                              \
+    void pfx##_kv_scores_g_##fmt(const float *const *q, int g, float scale,                   \
+                                 const uint8_t *rows, size_t stride, size_t n, size_t dim,    \
+                                 const uint8_t *next, float *const *out);                     \
+    void pfx##_kv_accum_g_##fmt(float *const *acc, const float *const *p, int g,              \
                                 const uint8_t *rows, size_t stride, size_t n, size_t dim,     \
-                                float *out0, float *out1)
+                                const uint8_t *next)
 
 /* Reference row kernels (ref/kv_ref.c). */
 KN_KV_DECL_ALL(kn_ref);
@@ -207,9 +221,9 @@ KN_MM_DECL(kn_avx2_mm_f16);
 KN_MM_DECL(kn_avx2_mm_bf16);
 KN_KV_DECL_ALL(kn_avx2);
 void kn_avx2_silu_mul(float *out, const float *gate, const float *up, size_t n);
-KN_KV_DECL_SCORES2(kn_avx2, f32);
-KN_KV_DECL_SCORES2(kn_avx2, f16);
-KN_KV_DECL_SCORES2(kn_avx2, bf16);
+KN_KV_DECL_GQA(kn_avx2, f32);
+KN_KV_DECL_GQA(kn_avx2, f16);
+KN_KV_DECL_GQA(kn_avx2, bf16);
 
 /* AVX-512 kernels (x86 files named _avx512.c; call only when the CPU has
  * AVX512F/BW/VL and VNNI). */

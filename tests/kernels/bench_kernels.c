@@ -215,7 +215,9 @@ static void bench_attn(tp_pool *pool, size_t n_ctx, size_t layers, double secs)
 {
     kn_kv_dtype dts[] = {KN_KV_F16, KN_KV_BF16, KN_KV_Q8, KN_KV_Q4, KN_KV_F32};
     size_t bt = layers > 1 ? 256 : 16;
+    const char *only = getenv("BENCH_KV"); /* one format by name */
     for (int di = 0; di < 5; di++) {
+        if (only && strcmp(only, kn_kv_dtype_name(dts[di]))) continue;
         kn_kv_view v = {.dtype = dts[di], .n_kv_heads = 3, .head_dim = 64, .v_head_dim = 64,
                         .block_tokens = (int32_t)bt};
         v.k_row_bytes = v.v_row_bytes = kn_kv_row_bytes(v.dtype, 64);
@@ -244,6 +246,13 @@ static void bench_attn(tp_pool *pool, size_t n_ctx, size_t layers, double secs)
             }
         }
         kt_fill(&r, q, 576, 1.0f);
+        if (getenv("BENCH_THP")) {
+            FILE *f = fopen("/proc/self/smaps_rollup", "r");
+            char l[256];
+            while (f && fgets(l, sizeof l, f))
+                if (strstr(l, "AnonHuge")) fputs(l, stdout);
+            if (f) fclose(f);
+        }
         int32_t pos = (int32_t)n_ctx - 1;
         const kn_ops *tabs[2] = {kn_ops_ref(), kn_ops_avx2()};
         for (int ti = layers > 1; ti < 2; ti++) {

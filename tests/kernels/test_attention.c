@@ -18,8 +18,9 @@
  * Cases cover MHA, GQA and MQA (also more query heads per KV head than one
  * pass takes), head_dim != v_head_dim, windows, softcap,
  * prefill chunks (several query tokens) and decode, 1 and 2 threads (with
- * 2, decode over few KV heads splits its positions between units and
- * merges them), and every SIMD table the CPU supports.
+ * 2, decode splits its positions between units and merges them; more
+ * heads than one pass takes, partial states too big to split), and every
+ * SIMD table the CPU supports.
  */
 #include "kn_test.h"
 
@@ -294,11 +295,14 @@ static void run_all(const kn_ops *ops, tp_pool *pool)
             {dts[d], 2, 1, 192, 192, 16, 1, 1, 1, 0, 1.0f},     /* one position */
             {dts[d], 6, 3, 64, 64, 16, 300, 2, 40, 30.0f, 4.0f}, /* window + softcap */
             {dts[d], 20, 1, 64, 64, 16, 50, 4, 0, 0, 1.0f},      /* 20 heads share a KV head */
-            /* decode with fewer KV heads than 2 x threads: positions split
-             * between units and merged (with a pool of 2) */
+            /* decode: units of whole rows over position ranges, merged
+             * (split with a pool of 2, one range with none) */
             {dts[d], 9, 3, 64, 64, 16, 600, 1, 0, 0, 1.0f},     /* SmolLM2-shaped */
-            {dts[d], 8, 1, 64, 128, 32, 700, 1, 0, 5.0f, 8.0f}, /* MQA, softcap, 4 splits */
+            {dts[d], 8, 1, 64, 128, 32, 700, 1, 0, 5.0f, 8.0f}, /* MQA, softcap */
             {dts[d], 4, 1, 64, 64, 16, 500, 1, 200, 0, 1.0f},   /* window */
+            {dts[d], 48, 4, 64, 64, 16, 300, 1, 0, 0, 1.0f},    /* passes of 2 KV heads */
+            {dts[d], 40, 1, 64, 64, 16, 300, 1, 0, 0, 1.0f},    /* a group split over passes */
+            {dts[d], 64, 2, 128, 128, 16, 300, 1, 0, 0, 1.0f},  /* partials too big: no split */
         };
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(ops, pool, &cases[i], &r);
         if (dts[d] == KN_KV_Q8 || dts[d] == KN_KV_Q4) continue;
@@ -328,45 +332,61 @@ static void test_attention_simd(void **state)
     }
 }
 
-/* kv_scores2 gives each head's scores bit for bit as kv_scores does:
- * 4-row groups, remainders, and head dims off the 8-lane grid. */
-static void test_scores2(void **state)
+/* kv_scores_g and kv_accum_g give each of g heads bit for bit what
+ * kv_scores and kv_accum give it alone: g = 1..KN_GQA_MAX, 4-row groups,
+ * odd row counts and remainders, head dims off the 8- and 32-lane grids. */
+static void test_gqa_group(void **state)
 {
     (void)state;
     kt_variant v[KT_MAX_VARIANTS];
     int nv = kt_simd_variants(v);
     if (nv == 0) skip();
     kt_rng r = {7};
-    static const size_t dims[] = {8, 64, 72, 7}, ns[] = {1, 3, 4, 9, 64};
+    enum { G = KN_GQA_MAX, D = 72, N = 64 };
+    static const size_t dims[] = {8, 64, 72, 7, 40}, ns[] = {1, 3, 4, 9, 64};
     int checked = 0;
     for (int i = 0; i < nv; i++)
         for (int d = KN_KV_F16; d <= KN_KV_F32; d++) {
-            kn_kv_scores2_fn two = v[i].ops->kv_scores2[d];
-            if (!two) continue;
-            for (size_t di = 0; di < 4; di++)
-                for (size_t ni = 0; ni < 5; ni++) {
-                    size_t dim = dims[di], n = ns[ni], rb = kn_kv_row_bytes((kn_kv_dtype)d, dim);
-                    float q0[72], q1[72], k[72], a0[64], a1[64], b0[64], b1[64];
-                    uint8_t *rows = calloc(n, rb + 8);
-                    for (size_t p = 0; p < n; p++) {
-                        kt_fill(&r, k, dim, 1.0f);
-                        uint8_t *row = rows + p * (rb + 8);
-                        for (size_t c = 0; c < dim; c++) {
-                            uint16_t h = d == KN_KV_F16 ? kn_f32_to_f16(k[c]) : kn_f32_to_bf16(k[c]);
-                            if (d == KN_KV_F32) memcpy(row + 4 * c, &k[c], 4);
-                            else memcpy(row + 2 * c, &h, 2);
+            kn_kv_scores_g_fn sg = v[i].ops->kv_scores_g[d];
+            kn_kv_accum_g_fn ag = v[i].ops->kv_accum_g[d];
+            if (!sg) continue;
+            assert_non_null(ag);
+            for (size_t di = 0; di < 5; di++)
+                for (size_t ni = 0; ni < 5; ni++)
+                    for (int g = 1; g <= G; g++) {
+                        size_t dim = dims[di], n = ns[ni], rb = kn_kv_row_bytes((kn_kv_dtype)d, dim);
+                        float q[G][D], k[D], a[G][N], b[G][N], p[G][N], acc[G][D], ref[G][D];
+                        uint8_t *rows = calloc(n, rb + 8);
+                        for (size_t s = 0; s < n; s++) {
+                            kt_fill(&r, k, dim, 1.0f);
+                            uint8_t *row = rows + s * (rb + 8);
+                            for (size_t c = 0; c < dim; c++) {
+                                uint16_t h = d == KN_KV_F16 ? kn_f32_to_f16(k[c]) : kn_f32_to_bf16(k[c]);
+                                if (d == KN_KV_F32) memcpy(row + 4 * c, &k[c], 4);
+                                else memcpy(row + 2 * c, &h, 2);
+                            }
                         }
+                        const float *qs[G], *ps[G];
+                        float *os[G], *accs[G];
+                        for (int h = 0; h < g; h++) {
+                            kt_fill(&r, q[h], dim, 1.0f);
+                            kt_fill(&r, p[h], n, 1.0f);
+                            kt_fill(&r, acc[h], dim, 1.0f);
+                            memcpy(ref[h], acc[h], sizeof acc[h]);
+                            qs[h] = q[h], ps[h] = p[h], os[h] = a[h], accs[h] = acc[h];
+                        }
+                        /* prefetching (here the rows themselves) changes nothing */
+                        sg(qs, g, 0.3f, rows, rb + 8, n, dim, g % 2 ? rows : NULL, os);
+                        ag(accs, ps, g, rows, rb + 8, n, dim, g % 2 ? NULL : rows);
+                        for (int h = 0; h < g; h++) {
+                            v[i].ops->kv_scores[d](q[h], NULL, 0.3f, rows, rb + 8, n, dim, b[h]);
+                            v[i].ops->kv_accum[d](ref[h], p[h], rows, rb + 8, n, dim);
+                            assert_memory_equal(a[h], b[h], n * sizeof(float));
+                            assert_memory_equal(acc[h], ref[h], dim * sizeof(float));
+                        }
+                        free(rows);
+                        checked++;
                     }
-                    kt_fill(&r, q0, dim, 1.0f);
-                    kt_fill(&r, q1, dim, 1.0f);
-                    two(q0, q1, 0.3f, rows, rb + 8, n, dim, a0, a1);
-                    v[i].ops->kv_scores[d](q0, NULL, 0.3f, rows, rb + 8, n, dim, b0);
-                    v[i].ops->kv_scores[d](q1, NULL, 0.3f, rows, rb + 8, n, dim, b1);
-                    assert_memory_equal(a0, b0, n * sizeof(float));
-                    assert_memory_equal(a1, b1, n * sizeof(float));
-                    free(rows);
-                    checked++;
-                }
         }
     assert_true(checked > 0);
 }
@@ -390,7 +410,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kv_formats),
-        cmocka_unit_test(test_scores2),
+        cmocka_unit_test(test_gqa_group),
         cmocka_unit_test(test_attention_ref),
         cmocka_unit_test(test_attention_simd),
     };

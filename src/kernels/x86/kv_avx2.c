@@ -2,7 +2,11 @@
  * stored KV rows at a time: scores (scale * q . k, four rows per pass with
  * one horizontal reduction for all four), the weighted sum of V rows (the
  * accumulator slice stays in registers across the chunk), a vector exp,
- * and the rescale. Affine rows (Q8/Q4, group KN_KV_GROUP) use
+ * and the rescale. The float formats also have GQA variants for up to
+ * KN_GQA_MAX query heads sharing a KV head: each row is read and
+ * converted once for all of them, with results bit for bit those of one
+ * head at a time, and they prefetch the next chunk's rows as they go.
+ * Affine rows (Q8/Q4, group KN_KV_GROUP) use
  *   q . k = sum_g s_g * (q_g . qk_g) + b_g * sum(q_g)
  * with sum(q_g) precomputed once per query head (qgsum).
  *
@@ -87,83 +91,135 @@ KN_INLINE void scores_float(kn_kv_dtype t, const float *q, float scale, const ui
     for (; i < n; i++) out[i] = dot_float(t, q, rows + i * stride, dim) * scale;
 }
 
-/* scores_float for two query heads at once: each group of 4 rows x 8
- * elements is converted once and multiplied into both heads' accumulators,
- * in the order dot4_float uses, so each head's scores are those of
- * scores_float. dim % 8 != 0 (rare head dims) runs scores_float twice. */
-KN_INLINE void scores2_float(kn_kv_dtype t, const float *q0, const float *q1, float scale,
-                             const uint8_t *rows, size_t stride, size_t n, size_t dim, float *o0,
-                             float *o1)
+/* Prefetches (to L2) rows [0, n) of stride bytes from p, rbytes each. */
+KN_INLINE void prefetch_rows(const uint8_t *p, size_t stride, size_t n, size_t rbytes)
 {
-    size_t i = 0;
-    if (dim % 8 == 0)
-        for (; i + 4 <= n; i += 4) {
-            const uint8_t *r0 = rows + i * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-            for (size_t c = 0; c < dim; c += 8) {
-                __m256 k0 = ld_row8(t, r0, c), k1 = ld_row8(t, r1, c);
-                __m256 k2 = ld_row8(t, r2, c), k3 = ld_row8(t, r3, c);
-                __m256 x = _mm256_loadu_ps(q0 + c), y = _mm256_loadu_ps(q1 + c);
-                a0 = _mm256_fmadd_ps(x, k0, a0);
-                a1 = _mm256_fmadd_ps(x, k1, a1);
-                a2 = _mm256_fmadd_ps(x, k2, a2);
-                a3 = _mm256_fmadd_ps(x, k3, a3);
-                b0 = _mm256_fmadd_ps(y, k0, b0);
-                b1 = _mm256_fmadd_ps(y, k1, b1);
-                b2 = _mm256_fmadd_ps(y, k2, b2);
-                b3 = _mm256_fmadd_ps(y, k3, b3);
-            }
-            _mm_storeu_ps(o0 + i, _mm_mul_ps(hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
-            _mm_storeu_ps(o1 + i, _mm_mul_ps(hsum4(b0, b1, b2, b3), _mm_set1_ps(scale)));
-        }
-    scores_float(t, q0, scale, rows + i * stride, stride, n - i, dim, o0 + i);
-    scores_float(t, q1, scale, rows + i * stride, stride, n - i, dim, o1 + i);
+    for (size_t r = 0; r < n; r++)
+        for (size_t o = 0; o < rbytes; o += 64) _mm_prefetch((const char *)(p + r * stride + o), _MM_HINT_T1);
 }
 
-/* acc += sum_i p[i] * row_i, one 32-float slice of acc at a time held in
- * registers over all n rows. */
-KN_INLINE void accum_float(kn_kv_dtype t, float *acc, const float *p, const uint8_t *rows,
-                           size_t stride, size_t n, size_t dim)
+/* scores_float for G query heads at once: each group of R rows x 8
+ * elements is converted once and multiplied into every head's
+ * accumulators (R x G <= 8 of them: R = 4 for G <= 2, else 2). A row's
+ * accumulator sees the FMAs and the horizontal-add tree dot4_float gives
+ * it, whatever rows it is reduced with, so each head's scores are those
+ * of scores_float; the last n % 4 rows (scores_float's dot_float tail)
+ * and dim % 8 != 0 (rare head dims) run scores_float per head. */
+KN_INLINE void scores_gx(kn_kv_dtype t, const float *const *q, const int G, float scale,
+                         const uint8_t *rows, size_t stride, size_t n, size_t dim,
+                         const uint8_t *next, float *const *o)
 {
-    size_t c = 0;
-    for (; c + 32 <= dim; c += 32) {
-        /* even rows into a, odd rows into b: two independent FMA chains
-         * per register, so the loop is not bound by FMA latency */
-        __m256 a0 = _mm256_loadu_ps(acc + c), a1 = _mm256_loadu_ps(acc + c + 8);
-        __m256 a2 = _mm256_loadu_ps(acc + c + 16), a3 = _mm256_loadu_ps(acc + c + 24);
-        __m256 b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
-        const uint8_t *row = rows;
-        size_t i = 0;
-        for (; i + 2 <= n; i += 2, row += 2 * stride) {
-            __m256 pv = _mm256_broadcast_ss(p + i), pw = _mm256_broadcast_ss(p + i + 1);
-            a0 = _mm256_fmadd_ps(pv, ld_row8(t, row, c), a0);
-            a1 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 8), a1);
-            a2 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 16), a2);
-            a3 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 24), a3);
-            b0 = _mm256_fmadd_ps(pw, ld_row8(t, row + stride, c), b0);
-            b1 = _mm256_fmadd_ps(pw, ld_row8(t, row + stride, c + 8), b1);
-            b2 = _mm256_fmadd_ps(pw, ld_row8(t, row + stride, c + 16), b2);
-            b3 = _mm256_fmadd_ps(pw, ld_row8(t, row + stride, c + 24), b3);
+    size_t rbytes = dim * (t == KN_KV_F32 ? 4 : 2);
+    const int R = G <= 2 ? 4 : 2;
+    size_t i = 0, body = dim % 8 ? 0 : n - n % 4;
+    const __m128 sv = _mm_set1_ps(scale);
+    for (; i < body; i += (size_t)R) {
+        if (next) prefetch_rows(next + i * stride, stride, (size_t)R, rbytes);
+        __m256 a[KN_GQA_MAX][4];
+        #pragma GCC unroll 4
+        for (int h = 0; h < G; h++)
+            #pragma GCC unroll 4
+            for (int r = 0; r < R; r++) a[h][r] = _mm256_setzero_ps();
+        for (size_t c = 0; c < dim; c += 8) {
+            __m256 k[4];
+            #pragma GCC unroll 4
+            for (int r = 0; r < R; r++) k[r] = ld_row8(t, rows + (i + (size_t)r) * stride, c);
+            #pragma GCC unroll 4
+            for (int h = 0; h < G; h++) {
+                __m256 x = _mm256_loadu_ps(q[h] + c);
+                #pragma GCC unroll 4
+                for (int r = 0; r < R; r++) a[h][r] = _mm256_fmadd_ps(x, k[r], a[h][r]);
+            }
         }
-        if (i < n) {
-            __m256 pv = _mm256_broadcast_ss(p + i);
-            a0 = _mm256_fmadd_ps(pv, ld_row8(t, row, c), a0);
-            a1 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 8), a1);
-            a2 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 16), a2);
-            a3 = _mm256_fmadd_ps(pv, ld_row8(t, row, c + 24), a3);
+        if (R == 4) {
+            #pragma GCC unroll 4
+            for (int h = 0; h < G; h++) _mm_storeu_ps(o[h] + i, _mm_mul_ps(hsum4(a[h][0], a[h][1], a[h][2], a[h][3]), sv));
+            continue;
         }
-        _mm256_storeu_ps(acc + c, _mm256_add_ps(a0, b0));
-        _mm256_storeu_ps(acc + c + 8, _mm256_add_ps(a1, b1));
-        _mm256_storeu_ps(acc + c + 16, _mm256_add_ps(a2, b2));
-        _mm256_storeu_ps(acc + c + 24, _mm256_add_ps(a3, b3));
+        #pragma GCC unroll 4
+        for (int h = 0; h < G; h += 2) { /* two rows of heads h and h + 1 */
+            __m256 z = _mm256_setzero_ps();
+            __m128 s = _mm_mul_ps(hsum4(a[h][0], a[h][1], h + 1 < G ? a[h + 1][0] : z, h + 1 < G ? a[h + 1][1] : z), sv);
+            _mm_storel_pi((__m64 *)(o[h] + i), s);
+            if (h + 1 < G) _mm_storeh_pi((__m64 *)(o[h + 1] + i), s);
+        }
     }
-    for (; c + 8 <= dim; c += 8) {
-        __m256 a = _mm256_loadu_ps(acc + c);
-        for (size_t i = 0; i < n; i++) a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + i), ld_row8(t, rows + i * stride, c), a);
-        _mm256_storeu_ps(acc + c, a);
+    #pragma GCC unroll 4
+    for (int h = 0; h < G; h++) scores_float(t, q[h], scale, rows + i * stride, stride, n - i, dim, o[h] + i);
+}
+
+KN_INLINE void scores_g(kn_kv_dtype t, const float *const *q, int g, float scale, const uint8_t *rows,
+                        size_t stride, size_t n, size_t dim, const uint8_t *next, float *const *o)
+{
+    switch (g) {
+    case 1: scores_gx(t, q, 1, scale, rows, stride, n, dim, next, o); break;
+    case 2: scores_gx(t, q, 2, scale, rows, stride, n, dim, next, o); break;
+    case 3: scores_gx(t, q, 3, scale, rows, stride, n, dim, next, o); break;
+    default: scores_gx(t, q, 4, scale, rows, stride, n, dim, next, o); break;
     }
-    for (; c < dim; c++)
-        for (size_t i = 0; i < n; i++) acc[c] += p[i] * at_scalar(t, rows + i * stride, c);
+}
+
+/* acc[h] += sum_i p[h][i] * row_i for G heads over columns [c, c + 8W):
+ * G x W accumulators stay in registers over all n rows, each row's
+ * pieces are converted once for all heads, and each head's weight is
+ * broadcast once per row. One FMA chain per (head, vector), rows in
+ * order, so the result does not depend on G or W. */
+KN_INLINE void accum_slice(kn_kv_dtype t, float *const *acc, const float *const *p, const int G,
+                           const int W, const uint8_t *rows, size_t stride, size_t n, size_t c,
+                           const uint8_t *next, size_t rbytes)
+{
+    __m256 a[KN_GQA_MAX][8];
+#pragma GCC unroll 4
+    for (int h = 0; h < G; h++)
+#pragma GCC unroll 8
+        for (int w = 0; w < W; w++) a[h][w] = _mm256_loadu_ps(acc[h] + c + 8 * w);
+    const uint8_t *row = rows;
+    for (size_t i = 0; i < n; i++, row += stride) {
+        if (next) prefetch_rows(next + i * stride, stride, 1, rbytes);
+        __m256 pb[KN_GQA_MAX];
+#pragma GCC unroll 4
+        for (int h = 0; h < G; h++) pb[h] = _mm256_broadcast_ss(p[h] + i);
+#pragma GCC unroll 8
+        for (int w = 0; w < W; w++) {
+            __m256 k = ld_row8(t, row, c + 8 * (size_t)w);
+#pragma GCC unroll 4
+            for (int h = 0; h < G; h++) a[h][w] = _mm256_fmadd_ps(pb[h], k, a[h][w]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int h = 0; h < G; h++)
+#pragma GCC unroll 8
+        for (int w = 0; w < W; w++) _mm256_storeu_ps(acc[h] + c + 8 * w, a[h][w]);
+}
+
+/* acc[h] += sum_i p[h][i] * row_i for G (1 to KN_GQA_MAX) heads: slices
+ * of W vectors with G x W = 8 or 12 accumulators (enough independent
+ * chains to keep both FMA pipes busy, few enough for the 16 registers),
+ * then 8-float slices, then scalar columns. next != NULL: the rows at
+ * next are prefetched along the first slice. */
+KN_INLINE void accum_gx(kn_kv_dtype t, float *const *acc, const float *const *p, const int G,
+                        const uint8_t *rows, size_t stride, size_t n, size_t dim,
+                        const uint8_t *next)
+{
+    const int W = G == 1 ? 8 : G == 4 ? 2 : 4;
+    size_t rbytes = dim * (t == KN_KV_F32 ? 4 : 2), c = 0;
+    for (; c + 8 * (size_t)W <= dim; c += 8 * (size_t)W)
+        accum_slice(t, acc, p, G, W, rows, stride, n, c, c ? NULL : next, rbytes);
+    for (; c + 8 <= dim; c += 8) accum_slice(t, acc, p, G, 1, rows, stride, n, c, c ? NULL : next, rbytes);
+    for (int h = 0; h < G; h++)
+        for (size_t k = c; k < dim; k++)
+            for (size_t i = 0; i < n; i++) acc[h][k] += p[h][i] * at_scalar(t, rows + i * stride, k);
+}
+
+KN_INLINE void accum_g(kn_kv_dtype t, float *const *acc, const float *const *p, int g,
+                       const uint8_t *rows, size_t stride, size_t n, size_t dim, const uint8_t *next)
+{
+    switch (g) {
+    case 1: accum_gx(t, acc, p, 1, rows, stride, n, dim, next); break;
+    case 2: accum_gx(t, acc, p, 2, rows, stride, n, dim, next); break;
+    case 3: accum_gx(t, acc, p, 3, rows, stride, n, dim, next); break;
+    default: accum_gx(t, acc, p, 4, rows, stride, n, dim, next); break;
+    }
 }
 
 #define KV_FLOAT_FMT(name, T)                                                                  \
@@ -177,13 +233,19 @@ KN_INLINE void accum_float(kn_kv_dtype t, float *acc, const float *p, const uint
     void kn_avx2_kv_accum_##name(float *acc, const float *p, const uint8_t *rows,              \
                                  size_t stride, size_t n, size_t dim)                          \
     {                                                                                          \
-        accum_float(T, acc, p, rows, stride, n, dim);                                          \
+        accum_gx(T, &acc, &p, 1, rows, stride, n, dim, NULL);                                  \
     }                                                                                          \
-    void kn_avx2_kv_scores2_##name(const float *q0, const float *q1, float scale,             \
-                                   const uint8_t *rows, size_t stride, size_t n, size_t dim,   \
-                                   float *o0, float *o1)                                       \
+    void kn_avx2_kv_scores_g_##name(const float *const *q, int g, float scale,                \
+                                    const uint8_t *rows, size_t stride, size_t n, size_t dim, \
+                                    const uint8_t *next, float *const *out)                   \
     {                                                                                          \
-        scores2_float(T, q0, q1, scale, rows, stride, n, dim, o0, o1);                         \
+        scores_g(T, q, g, scale, rows, stride, n, dim, next, out);                             \
+    }                                                                                          \
+    void kn_avx2_kv_accum_g_##name(float *const *acc, const float *const *p, int g,            \
+                                   const uint8_t *rows, size_t stride, size_t n, size_t dim,   \
+                                   const uint8_t *next)                                        \
+    {                                                                                          \
+        accum_g(T, acc, p, g, rows, stride, n, dim, next);                                     \
     }
 
 KV_FLOAT_FMT(f32, KN_KV_F32)

@@ -41,8 +41,11 @@
     .kv_accum = {[KN_KV_F32] = kn_avx2_kv_accum_f32, [KN_KV_F16] = kn_avx2_kv_accum_f16,       \
                  [KN_KV_BF16] = kn_avx2_kv_accum_bf16, [KN_KV_Q8] = kn_avx2_kv_accum_q8,       \
                  [KN_KV_Q4] = kn_avx2_kv_accum_q4},                                            \
-    .kv_scores2 = {[KN_KV_F32] = kn_avx2_kv_scores2_f32, [KN_KV_F16] = kn_avx2_kv_scores2_f16, \
-                   [KN_KV_BF16] = kn_avx2_kv_scores2_bf16},                                    \
+    .kv_scores_g = {[KN_KV_F32] = kn_avx2_kv_scores_g_f32,                                     \
+                    [KN_KV_F16] = kn_avx2_kv_scores_g_f16,                                     \
+                    [KN_KV_BF16] = kn_avx2_kv_scores_g_bf16},                                  \
+    .kv_accum_g = {[KN_KV_F32] = kn_avx2_kv_accum_g_f32, [KN_KV_F16] = kn_avx2_kv_accum_g_f16, \
+                   [KN_KV_BF16] = kn_avx2_kv_accum_g_bf16},                                    \
     .exp_sum = kn_avx2_exp_sum, .scale = kn_avx2_scale, .silu_mul = kn_avx2_silu_mul
 
 #define X86_I16                                                                                \
