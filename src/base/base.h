@@ -236,9 +236,11 @@ typedef struct tp_deal {
     } part[TP_DEAL_PARTS];
 } tp_deal;
 void tp_deal_init(tp_deal *d, size_t n, int nth);
-/* The next unit for share ith into *unit, or false when none is left.
- * *cursor starts at 0 in each share and is advanced by the calls. */
-bool tp_deal_next(tp_deal *d, int ith, int *cursor, size_t *unit);
+/* The next units for share ith, [*unit, *unit + *count), or false when
+ * none is left: from its own part a run of up to max_run (fewer as the
+ * part runs out), from the others' one at a time. *cursor starts at 0 in
+ * each share and is advanced by the calls. */
+bool tp_deal_next(tp_deal *d, int ith, int *cursor, size_t max_run, size_t *unit, size_t *count);
 
 /* ===================================================================== */
 /* Channels: unbounded MPMC queue of pointers with timed pop.             */

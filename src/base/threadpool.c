@@ -216,25 +216,31 @@ void tp_deal_init(tp_deal *d, size_t n, int nth)
     }
 }
 
-/* Takes a unit of part p: its front when `own`, else its back. */
-static bool deal_take(tp_deal *d, int p, bool own, size_t *unit)
+/* Takes units of part p: a run of up to max_run from its front when
+ * `own` (shorter as the part runs out, at most a quarter of what is left,
+ * so the last units stay small for the helpers), else one from its back. */
+static bool deal_take(tp_deal *d, int p, bool own, size_t max_run, size_t *unit, size_t *count)
 {
     uint64_t r = atomic_load_explicit(&d->part[p].range, memory_order_relaxed);
     for (;;) {
         uint64_t lo = r >> 32, hi = r & 0xffffffffu;
         if (lo >= hi) return false;
-        uint64_t nr = own ? (lo + 1) << 32 | hi : lo << 32 | (hi - 1);
+        uint64_t k = own ? (hi - lo) / 4 : 1;
+        k = k < 1 ? 1 : k > max_run ? max_run : k;
+        uint64_t nr = own ? (lo + k) << 32 | hi : lo << 32 | (hi - 1);
         if (atomic_compare_exchange_weak_explicit(&d->part[p].range, &r, nr, memory_order_relaxed,
                                                   memory_order_relaxed)) {
             *unit = (size_t)(own ? lo : hi - 1);
+            *count = (size_t)k;
             return true;
         }
     }
 }
 
-bool tp_deal_next(tp_deal *d, int ith, int *cursor, size_t *unit)
+bool tp_deal_next(tp_deal *d, int ith, int *cursor, size_t max_run, size_t *unit, size_t *count)
 {
     for (; *cursor < d->parts; ++*cursor)
-        if (deal_take(d, (ith + *cursor) % d->parts, *cursor == 0, unit)) return true;
+        if (deal_take(d, (ith + *cursor) % d->parts, *cursor == 0, max_run ? max_run : 1, unit, count))
+            return true;
     return false;
 }

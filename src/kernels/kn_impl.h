@@ -204,6 +204,11 @@ KN_KV_DECL_ALL(kn_ref);
 /* Start of the row (token pos, kv head h) of K (or V) in a paged view. */
 const uint8_t *kn_kv_row_ptr(const kn_kv_view *kv, int32_t pos, int32_t h, bool is_v);
 
+/* Matmul work units (matmul.c): rows per unit of w for nth threads (about
+ * 16 KiB of weights, a multiple of 8), dealt in runs of up to KN_MM_RUN. */
+enum { KN_MM_RUN = 4 };
+size_t kn_unit_rows(const kn_weight *w, int nth);
+
 /* AVX2 kernels (the x86 files named _avx2.c; call only when the CPU has AVX2+FMA+F16C).
  * The AVX-512 table reuses the ones it does not replace. */
 void kn_avx2_quantize(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout);

@@ -12,10 +12,13 @@
  * others, so a thread slow to get a core (a busy host) costs its share and
  * not a wait; the pool skips a thread that has not started by the time the
  * work is gone (base/threadpool.c). Tokens to quantize come from an atomic
- * counter. Blocks are about 64 KiB
- * of weights (and at least 8 per thread when the matrix is small), a
- * multiple of the kernels' 4-row tiles; which thread computes a row does
- * not change its value.
+ * counter. A unit of rows is about 16 KiB of weights (and at least 32
+ * per thread when the matrix is small), a multiple of the kernels' 4-row
+ * tiles; a thread takes runs of up to 4 units (~64 KiB) from its own
+ * range and single units from the others', so the last pieces of a job
+ * are small and the thread that finishes first waits for at most one of
+ * them (64 KiB blocks left it up to ~6 us per matmul at decode, ~150 times
+ * a token). Which thread computes a row does not change its value.
  *
  * Thread: the ctx owner; the row ranges run on the pool's workers, which
  * write disjoint rows of y.
@@ -24,8 +27,8 @@
 
 #include <stdatomic.h>
 
-/* Rows per work unit are a multiple of this (SIMD tiles are 4 rows). */
-enum { ROW_ALIGN = 8, BLOCK_BYTES = 65536 };
+/* Rows per work unit are a multiple of ROW_ALIGN (SIMD tiles are 4 rows). */
+enum { ROW_ALIGN = 8, UNIT_BYTES = 16384 };
 
 typedef struct mm_job {
     const kn_ops *ops;
@@ -38,7 +41,7 @@ typedef struct mm_job {
     size_t ldy;
     size_t n_tokens;
     size_t block;       /* rows per unit */
-    tp_deal deal;       /* units of `block` rows */
+    tp_deal deal;       /* units of `block` rows, dealt in runs of KN_MM_RUN */
     atomic_size_t next_tok; /* first token not yet quantized */
 } mm_job;
 
@@ -46,9 +49,9 @@ static void mm_rows(void *p, int ith, int nth)
 {
     mm_job *j = p;
     (void)nth;
-    size_t rows = j->w->rows, u;
-    for (int cursor = 0; tp_deal_next(&j->deal, ith, &cursor, &u);) {
-        size_t lo = u * j->block, hi = rows - lo < j->block ? rows : lo + j->block;
+    size_t rows = j->w->rows, u, n;
+    for (int cursor = 0; tp_deal_next(&j->deal, ith, &cursor, KN_MM_RUN, &u, &n);) {
+        size_t lo = u * j->block, hi = rows - lo < n * j->block ? rows : lo + n * j->block;
         j->ops->mm[j->w->dtype](j->w, lo, hi, j->x, j->ldx, j->qx, j->y, j->ldy, j->n_tokens);
     }
 }
@@ -69,11 +72,11 @@ static size_t row_bytes(const kn_weight *w)
     return 1;
 }
 
-static size_t block_rows(const kn_weight *w, int nth)
+size_t kn_unit_rows(const kn_weight *w, int nth)
 {
     size_t rb = row_bytes(w);
-    size_t by_bytes = BLOCK_BYTES / (rb ? rb : 1);
-    size_t by_share = w->rows / (8 * (size_t)nth);
+    size_t by_bytes = UNIT_BYTES / (rb ? rb : 1);
+    size_t by_share = w->rows / (32 * (size_t)nth);
     size_t b = by_share < by_bytes ? by_share : by_bytes;
     b = (b + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
     return b < ROW_ALIGN ? ROW_ALIGN : b;
@@ -113,7 +116,7 @@ void kn_matmul(kn_ctx *kc, const kn_weight *w, const float *x, size_t ldx, float
             .ops = kc->ops, .w = w, .x = x + t0 * ldx, .ldx = ldx, .qx = &kc->qx,
             .layout = w->dtype == KN_Q4 ? kc->ops->q4_layout : kc->ops->q8_layout,
             .y = y + t0 * ldy, .ldy = ldy, .n_tokens = n,
-            .block = block_rows(w, tp_n_threads(kc->pool)),
+            .block = kn_unit_rows(w, tp_n_threads(kc->pool)),
         };
         tp_deal_init(&j.deal, (w->rows + j.block - 1) / j.block, tp_n_threads(kc->pool));
         atomic_init(&j.next_tok, 0);

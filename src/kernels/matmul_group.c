@@ -5,8 +5,8 @@
  * absorbed attention two per head; at decode each is a few hundred KiB of
  * weights, and one fork-join per matrix (tens of microseconds, far more
  * when a pool thread is preempted on a busy host) costs as much as the
- * arithmetic. Here the rows of every matrix are cut into blocks (the same
- * ~64 KiB blocks as kn_matmul) and all blocks of all matrices are dealt
+ * arithmetic. Here the rows of every matrix are cut into units (the same
+ * ~16 KiB units as kn_matmul) and all units of all matrices are dealt
  * as one range (tp_deal, as in kn_matmul), so the group costs one barrier
  * (two with quantized activations: one to quantize every item's rows, one
  * to multiply).
@@ -26,7 +26,7 @@
 
 #include <stdatomic.h>
 
-enum { ROW_ALIGN = 8, BLOCK_BYTES = 65536, SERIAL_QUANT_ELEMS = 65536 };
+enum { SERIAL_QUANT_ELEMS = 65536 };
 
 typedef struct grp_job {
     const kn_ops *ops;
@@ -43,21 +43,6 @@ typedef struct grp_job {
 
 static bool is_quant(const kn_weight *w) { return w->dtype == KN_Q4 || w->dtype == KN_Q8; }
 
-static size_t row_bytes(const kn_weight *w)
-{
-    if (w->dtype == KN_F32) return w->cols * 4;
-    if (!is_quant(w)) return w->cols * 2;
-    size_t ssz = w->scale_dtype == KN_F32 ? 4 : 2;
-    return w->cols * (size_t)w->bits / 8 + 2 * ssz * (w->cols / (size_t)w->group_size);
-}
-
-static size_t block_rows(const kn_weight *w, int nth)
-{
-    size_t by_bytes = BLOCK_BYTES / row_bytes(w), by_share = w->rows / (8 * (size_t)nth);
-    size_t b = by_share < by_bytes ? by_share : by_bytes;
-    b = (b + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
-    return b < ROW_ALIGN ? ROW_ALIGN : b;
-}
 
 static void check_item(const kn_ctx *kc, const kn_mm_item *it)
 {
@@ -144,14 +129,18 @@ static void grp_rows(void *p, int ith, int nth)
 {
     grp_job *j = p;
     (void)nth;
-    size_t i = 0, u; /* a thread's units increase within a part of the deal */
-    for (int cursor = 0; tp_deal_next(&j->deal, ith, &cursor, &u);) {
-        if (u < j->first[i]) i = 0;
-        while (u >= j->first[i + 1]) i++;
-        const kn_mm_item *it = &j->items[i];
-        size_t lo = (u - j->first[i]) * j->block[i], rows = it->w->rows;
-        size_t hi = rows - lo < j->block[i] ? rows : lo + j->block[i];
-        j->ops->mm[it->w->dtype](it->w, lo, hi, it->x, it->ldx, &j->qx[i], it->y, it->ldy, it->n_tokens);
+    size_t i = 0, u, n; /* a thread's units increase within a part of the deal */
+    for (int cursor = 0; tp_deal_next(&j->deal, ith, &cursor, KN_MM_RUN, &u, &n);) {
+        for (size_t end = u + n; u < end;) { /* the run, cut where an item ends */
+            if (u < j->first[i]) i = 0;
+            while (u >= j->first[i + 1]) i++;
+            const kn_mm_item *it = &j->items[i];
+            size_t take = end < j->first[i + 1] ? end - u : j->first[i + 1] - u;
+            size_t lo = (u - j->first[i]) * j->block[i], rows = it->w->rows;
+            size_t hi = rows - lo < take * j->block[i] ? rows : lo + take * j->block[i];
+            j->ops->mm[it->w->dtype](it->w, lo, hi, it->x, it->ldx, &j->qx[i], it->y, it->ldy, it->n_tokens);
+            u += take;
+        }
     }
 }
 
@@ -162,7 +151,7 @@ static void run_group(kn_ctx *kc, grp_job *j)
     j->first[0] = 0;
     for (size_t i = 0; i < j->n; i++) {
         const kn_mm_item *it = &j->items[i];
-        j->block[i] = block_rows(it->w, nth);
+        j->block[i] = kn_unit_rows(it->w, nth);
         j->first[i + 1] = j->first[i] + (it->n_tokens ? (it->w->rows + j->block[i] - 1) / j->block[i] : 0);
     }
     /* A few rows (decode) quantize faster here than a fork-join takes. */

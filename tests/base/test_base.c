@@ -151,7 +151,8 @@ typedef struct deal_ctx {
     atomic_int seen[300]; /* times each unit was dealt */
     atomic_int own_first; /* shares whose first unit opened their own part */
     atomic_int bad;       /* units out of range (asserted on the main thread) */
-    size_t n;
+    atomic_int long_tail; /* own runs longer than a quarter of what was left */
+    size_t n, max_run;
 } deal_ctx;
 
 static void deal_job(void *p, int ith, int nth)
@@ -161,20 +162,26 @@ static void deal_job(void *p, int ith, int nth)
     int parts = nth < TP_DEAL_PARTS ? nth : TP_DEAL_PARTS;
     tp_split(c->n, 1, ith % parts, parts, &lo, &hi);
     bool first = true;
-    for (int cursor = 0; tp_deal_next(&c->deal, ith, &cursor, &u);) {
-        if (u >= c->n) {
+    size_t n;
+    for (int cursor = 0; tp_deal_next(&c->deal, ith, &cursor, c->max_run, &u, &n);) {
+        if (u + n > c->n || n < 1 || n > c->max_run || (cursor > 0 && n != 1)) {
             atomic_fetch_add(&c->bad, 1);
             return;
         }
+        /* an own run is at most a quarter of what its part had left (or 1) */
+        if (cursor == 0 && n > 1 && 4 * n > hi - u) atomic_fetch_add(&c->long_tail, 1);
         if (first && u == lo) atomic_fetch_add(&c->own_first, 1);
         first = false;
-        atomic_fetch_add(&c->seen[u], 1);
+        for (size_t k = 0; k < n; k++) atomic_fetch_add(&c->seen[u + k], 1);
     }
 }
 
 /* tp_deal hands out every unit exactly once, whoever runs which share and
- * however many shares there are (more than TP_DEAL_PARTS share parts), and
- * a share alone on the job (1 thread) starts at its part's front. */
+ * however many shares there are (more than TP_DEAL_PARTS share parts), in
+ * runs of at most max_run from a share's own part (never more than a
+ * quarter of what the part has left, so its tail stays fine-grained) and
+ * single units from the others', and a share alone on the job (1 thread)
+ * starts at its part's front. */
 static void test_thread_pool_deal(void **state)
 {
     (void)state;
@@ -186,12 +193,15 @@ static void test_thread_pool_deal(void **state)
         assert_int_equal(tp_create(threads[ti], &tp, &err), SEM_OK);
         for (int rep = 0; rep < 2000; rep++) {
             c.n = (size_t)(rep % 300);
+            c.max_run = (size_t)(rep % 5) + 1;
             for (size_t i = 0; i < 300; i++) atomic_init(&c.seen[i], 0);
             atomic_init(&c.own_first, 0);
             atomic_init(&c.bad, 0);
+            atomic_init(&c.long_tail, 0);
             tp_deal_init(&c.deal, c.n, threads[ti]);
             tp_run(tp, deal_job, &c);
             assert_int_equal(atomic_load(&c.bad), 0);
+            assert_int_equal(atomic_load(&c.long_tail), 0);
             for (size_t i = 0; i < 300; i++) assert_int_equal(atomic_load(&c.seen[i]), i < c.n ? 1 : 0);
             if (threads[ti] == 1 && c.n > 0) assert_int_equal(atomic_load(&c.own_first), 1);
         }
