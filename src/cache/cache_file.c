@@ -257,28 +257,6 @@ static const char *ring_problem(const cache_file_meta *m)
 /* Writing                                                                */
 /* ===================================================================== */
 
-/* Copies `rows` pieces of n bytes between strided rows. The pieces are
- * small (a q4 row of head_dim 64 is 32 + 2 + 2 bytes), so the common sizes
- * get a constant-size memcpy the compiler inlines. */
-#define CF_COPY_ROWS(N)                                                                            \
-    for (size_t r_ = 0; r_ < rows; r_++) memcpy(dst + r_ * dstride, src + r_ * sstride, N);        \
-    return
-static void copy_rows(uint8_t *restrict dst, size_t dstride, const uint8_t *restrict src,
-                      size_t sstride, size_t n, size_t rows)
-{
-    switch (n) {
-    case 2: CF_COPY_ROWS(2);
-    case 4: CF_COPY_ROWS(4);
-    case 8: CF_COPY_ROWS(8);
-    case 16: CF_COPY_ROWS(16);
-    case 32: CF_COPY_ROWS(32);
-    case 64: CF_COPY_ROWS(64);
-    case 128: CF_COPY_ROWS(128);
-    case 256: CF_COPY_ROWS(256);
-    default: CF_COPY_ROWS(n);
-    }
-}
-
 /* A cheap change detector (Fletcher-style sums of 64-bit words, at memory
  * speed): the write pass must see the same bytes the CRC pass saw. */
 static void quick_sum(uint64_t sum[2], const uint8_t *p, size_t n)
@@ -333,49 +311,15 @@ static void stage_put(cf_stage *s, const uint8_t *src, size_t n)
     }
 }
 
-/* Appends `rows` pieces of n bytes taken every `stride` bytes from src. */
-static void stage_put_rows(cf_stage *s, const uint8_t *src, size_t stride, size_t n, size_t rows)
-{
-    while (rows > 0) {
-        size_t fit = (CF_STAGE_BYTES - s->len) / n;
-        if (fit == 0) {
-            stage_flush(s);
-            continue;
-        }
-        size_t k = fit < rows ? fit : rows;
-        copy_rows(s->buf + s->len, n, src, stride, n, k);
-        s->len += k * n;
-        src += k * stride;
-        rows -= k;
-    }
-}
-
-/* The first byte of layer `layer`'s K (or V) row for `pos`, head 0. Rows
- * of one block are contiguous: [block_tokens][n_kv_heads][row]. */
-static uint8_t *pool_row(const kn_kv_view *kv, size_t layer_stride, const cf_tensor *t, size_t pos)
-{
-    kn_kv_view v = kn_kv_view_layer(kv, layer_stride, t->layer);
-    size_t bt = (size_t)v.block_tokens;
-    size_t rb = t->is_v ? v.v_row_bytes : v.k_row_bytes;
-    int32_t id = v.block_ids[pos / bt];
-    if (v.unit_ids) id = v.unit_ids[(size_t)id * (size_t)v.unit_stride];
-    SEM_ASSERT(id >= 0); /* a trimmed unit is never read or written */
-    return v.base + (size_t)id * v.block_stride + (t->is_v ? v.v_offset : v.k_offset) +
-           (pos % bt) * (size_t)v.n_kv_heads * rb;
-}
-
+/* The file stores a tensor position-major ([pos][kv head][piece]); the
+ * pool, head-major within a block (kernels.h): both go row by row. */
 static void gather_tensor(cf_stage *s, const kn_kv_view *kv, size_t layer_stride,
                           const cf_tensor *t, size_t n)
 {
-    size_t bt = (size_t)kv->block_tokens, heads = (size_t)kv->n_kv_heads;
-    size_t rb = t->is_v ? kv->v_row_bytes : kv->k_row_bytes;
-    for (size_t pos = t->pos0; pos < n && s->st == SEM_OK;) {
-        size_t cnt = bt - pos % bt < n - pos ? bt - pos % bt : n - pos;
-        const uint8_t *src = pool_row(kv, layer_stride, t, pos);
-        if (t->row_bytes == rb) stage_put(s, src, cnt * heads * rb);
-        else stage_put_rows(s, src + t->row_off, rb, t->row_bytes, cnt * heads);
-        pos += cnt;
-    }
+    kn_kv_view v = kn_kv_view_layer(kv, layer_stride, t->layer);
+    for (size_t pos = t->pos0; pos < n && s->st == SEM_OK; pos++)
+        for (int32_t h = 0; h < v.n_kv_heads; h++)
+            stage_put(s, kn_kv_row_ptr(&v, (int32_t)pos, h, t->is_v) + t->row_off, t->row_bytes);
 }
 
 static sem_status stream_data(cf_stage *s, const cf_plan *p, const int32_t *tokens,
@@ -897,17 +841,11 @@ sem_status cache_file_read_meta(const char *path, cache_file_meta *out, sem_err 
 
 static void scatter_tensor(const cf_tensor *t, const kn_kv_view *kv, size_t layer_stride, size_t n)
 {
-    size_t bt = (size_t)kv->block_tokens, heads = (size_t)kv->n_kv_heads;
-    size_t rb = t->is_v ? kv->v_row_bytes : kv->k_row_bytes;
+    kn_kv_view v = kn_kv_view_layer(kv, layer_stride, t->layer);
     const uint8_t *src = t->data;
-    for (size_t pos = t->pos0; pos < n;) {
-        size_t cnt = bt - pos % bt < n - pos ? bt - pos % bt : n - pos;
-        uint8_t *dst = pool_row(kv, layer_stride, t, pos);
-        if (t->row_bytes == rb) memcpy(dst, src, cnt * heads * rb);
-        else copy_rows(dst + t->row_off, rb, src, t->row_bytes, t->row_bytes, cnt * heads);
-        src += cnt * heads * t->row_bytes;
-        pos += cnt;
-    }
+    for (size_t pos = t->pos0; pos < n; pos++)
+        for (int32_t h = 0; h < v.n_kv_heads; h++, src += t->row_bytes)
+            memcpy((uint8_t *)kn_kv_row_ptr(&v, (int32_t)pos, h, t->is_v) + t->row_off, src, t->row_bytes);
 }
 
 void cache_file_load(const cache_file *f, size_t n, const kn_kv_view *kv, size_t layer_stride)

@@ -11,10 +11,12 @@
  * tokens of a chunk read the same rows, which stay in cache. A decode
  * step (fewer query tokens than the pool wants units) instead splits each
  * token's positions into `splits` equal ranges whose units take every KV
- * head: a unit then reads one contiguous stretch of each KV block (the
- * rows of all heads of a position lie together), which the prefetchers
- * stream, where a unit per KV head read 1/n_kv_heads of every row and ran
- * at a third of the DRAM bandwidth. Each range yields a partial softmax
+ * head, so the threads get equal work whatever the number of KV heads (3
+ * KV heads on 2 threads left one thread twice the other's). Blocks are
+ * head-major (kernels.h), so each head's rows of a chunk are one
+ * contiguous run that the prefetchers stream (position-major blocks, where
+ * a head read every n_kv_heads-th row, ran a cold SmolLM2-shaped layer
+ * 25-30% slower on one thread and on two). Each range yields a partial softmax
  * state (max, denominator, unnormalized output) in a stack scratch, and
  * the ranges are merged in order after the pool pass (flash-decoding).
  * When the context is too short to split, or the partial states do not
@@ -93,8 +95,8 @@ static void attend_chunk(const at_job *j, at_head *heads, int32_t nh, int32_t kv
 {
     const kn_kv_view *kv = j->kv;
     const kn_ops *ops = j->ops;
-    size_t kstride = (size_t)kv->n_kv_heads * kv->k_row_bytes;
-    size_t vstride = (size_t)kv->n_kv_heads * kv->v_row_bytes;
+    size_t kstride = kv->k_row_bytes;
+    size_t vstride = kv->v_row_bytes;
     size_t hd = (size_t)kv->head_dim, vd = (size_t)kv->v_head_dim;
     const uint8_t *krows = kn_kv_row_ptr(kv, pos0, kvh, false);
     const uint8_t *vrows = kn_kv_row_ptr(kv, pos0, kvh, true);

@@ -210,8 +210,9 @@ size_t kn_kv_row_bytes(kn_kv_dtype t, size_t dim);
  * Block b of the pool starts at base + b * block_stride. Within a block,
  * this layer's K rows start at k_offset and V rows at v_offset; row
  * (token t of the block, kv head h) is at
- *   k_offset + (t * n_kv_heads + h) * k_row_bytes
- * and likewise for V. Logical position p lives in block
+ *   k_offset + (h * block_tokens + t) * k_row_bytes
+ * and likewise for V: head-major, so a KV head's rows of a block are one
+ * contiguous run (attention streams each head's rows in order). Logical position p lives in block
  * block_ids[p / block_tokens] at token p % block_tokens.
  * Pools that store each layer in its own unit (sliding-window layers kept
  * as a ring, kv/kv.h) add one indirection: with unit_ids set, logical
@@ -242,6 +243,8 @@ kn_kv_view kn_kv_view_layer(const kn_kv_view *layer0, size_t layer_stride, int32
  * k[n_kv_heads][head_dim], v[n_kv_heads][v_head_dim], quantizing as the
  * view's dtype requires. */
 void kn_kv_store(const kn_kv_view *kv, int32_t pos, const float *k, const float *v);
+/* Start of the row (position pos, kv head h) of K (or V, if is_v). */
+const uint8_t *kn_kv_row_ptr(const kn_kv_view *kv, int32_t pos, int32_t h, bool is_v);
 /* Reads back one token's K (or V, if is_v) for head h into out (tests,
  * cache files). */
 void kn_kv_load_row(const kn_kv_view *kv, int32_t pos, int32_t h, bool is_v, float *out);

@@ -201,8 +201,6 @@ static inline size_t kn_kv_data_bytes(kn_kv_dtype t, size_t dim)
 KN_KV_DECL_ALL(kn_ref);
 
 
-/* Start of the row (token pos, kv head h) of K (or V) in a paged view. */
-const uint8_t *kn_kv_row_ptr(const kn_kv_view *kv, int32_t pos, int32_t h, bool is_v);
 
 /* Matmul work units (matmul.c): rows per unit of w for nth threads (about
  * 16 KiB of weights, a multiple of 8), dealt in runs of up to KN_MM_RUN. */

@@ -3,8 +3,8 @@
  *
  * Block layout (one block holds K and V of all layers for block_tokens
  * consecutive positions of one sequence):
- *   for each layer l:  K rows [block_tokens][n_kv_heads] of k_row_bytes,
- *                      then V rows [block_tokens][n_kv_heads] of v_row_bytes
+ *   for each layer l:  K rows [n_kv_heads][block_tokens] of k_row_bytes,
+ *                      then V rows [n_kv_heads][block_tokens] of v_row_bytes
  * so a layer's region is layer_stride bytes and block b starts at
  * arena + b * block_bytes. Rows are in the pool's KV format (kernels.h).
  *

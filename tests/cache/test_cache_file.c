@@ -187,10 +187,7 @@ static const uint8_t *row_ptr(const seq *s, const int32_t *ids, int32_t l, uint3
                               bool is_v)
 {
     kn_kv_view v = layer_view(s, ids, l);
-    size_t rb = is_v ? v.v_row_bytes : v.k_row_bytes;
-    size_t blk = (size_t)ids[pos / (uint32_t)v.block_tokens], tok = pos % (uint32_t)v.block_tokens;
-    return v.base + blk * v.block_stride + (is_v ? v.v_offset : v.k_offset) +
-           (tok * (size_t)v.n_kv_heads + (size_t)h) * rb;
+    return kn_kv_row_ptr(&v, (int32_t)pos, h, is_v);
 }
 
 static size_t row_bytes(const seq *s, bool is_v)

@@ -143,12 +143,12 @@ static uint8_t *row_ptr(const kn_kv_view *kv, int32_t pos, int32_t h, bool is_v)
     SEM_DASSERT(pos >= 0 && h >= 0 && h < kv->n_kv_heads);
     int32_t id = kv->block_ids[pos / kv->block_tokens];
     if (kv->unit_ids) id = kv->unit_ids[(size_t)id * (size_t)kv->unit_stride];
-    SEM_DASSERT(id >= 0);
+    SEM_ASSERT(id >= 0); /* a trimmed ring unit is never read or written */
     size_t blk = (size_t)id;
     size_t tok = (size_t)(pos % kv->block_tokens);
     size_t rb = is_v ? kv->v_row_bytes : kv->k_row_bytes;
     size_t off = is_v ? kv->v_offset : kv->k_offset;
-    return kv->base + blk * kv->block_stride + off + (tok * (size_t)kv->n_kv_heads + (size_t)h) * rb;
+    return kv->base + blk * kv->block_stride + off + ((size_t)h * (size_t)kv->block_tokens + tok) * rb;
 }
 
 kn_kv_view kn_kv_view_layer(const kn_kv_view *layer0, size_t layer_stride, int32_t l)
