@@ -91,7 +91,7 @@ static void fold_chunk(const at_job *j, at_head *h, float *sc, size_t n)
  * heads in groups of up to KN_GQA_MAX where the table scores and
  * accumulates a group in one pass over the rows, else one at a time. */
 static void attend_chunk(const at_job *j, at_head *heads, int32_t nh, int32_t kvh, int32_t pos0,
-                         size_t n, int32_t next)
+                         size_t n, int32_t next, int32_t next_kvh)
 {
     const kn_kv_view *kv = j->kv;
     const kn_ops *ops = j->ops;
@@ -100,8 +100,8 @@ static void attend_chunk(const at_job *j, at_head *heads, int32_t nh, int32_t kv
     size_t hd = (size_t)kv->head_dim, vd = (size_t)kv->v_head_dim;
     const uint8_t *krows = kn_kv_row_ptr(kv, pos0, kvh, false);
     const uint8_t *vrows = kn_kv_row_ptr(kv, pos0, kvh, true);
-    const uint8_t *knext = next >= 0 ? kn_kv_row_ptr(kv, next, kvh, false) : NULL;
-    const uint8_t *vnext = next >= 0 ? kn_kv_row_ptr(kv, next, kvh, true) : NULL;
+    const uint8_t *knext = next >= 0 ? kn_kv_row_ptr(kv, next, next_kvh, false) : NULL;
+    const uint8_t *vnext = next >= 0 ? kn_kv_row_ptr(kv, next, next_kvh, true) : NULL;
     float sc[KN_GQA_MAX][CHUNK];
     kn_kv_scores_g_fn scores_g = ops->kv_scores_g[kv->dtype];
     kn_kv_accum_g_fn accum_g = ops->kv_accum_g[kv->dtype];
@@ -177,10 +177,14 @@ static void attend_pass(const at_job *j, size_t t, int32_t k0, int32_t k1, int32
     tp_split(a1, 16, split, j->splits, &a0, &a1); /* 16: balanced ranges, whole 4-row groups */
     for (int32_t pos = lo + (int32_t)a0, stop = lo + (int32_t)a1; pos < stop;) {
         int32_t n = chunk_len(bt, pos, stop);
-        /* the grouped kernels prefetch the next chunk's rows while they
-         * compute this one's (when it is as long, in whichever block) */
+        /* the grouped kernels prefetch the rows of the next (chunk, KV
+         * head) while they compute this one's: the same chunk's next head,
+         * or after the last head the next chunk's first (when it is as
+         * long, in whichever block) */
         int32_t next = pos + n < stop && chunk_len(bt, pos + n, stop) >= n ? pos + n : -1;
-        for (int32_t k = k0; k < k1; k++) attend_chunk(j, heads + (k - k0) * per, per, k, pos, (size_t)n, next);
+        for (int32_t k = k0; k < k1; k++)
+            attend_chunk(j, heads + (k - k0) * per, per, k, pos, (size_t)n, k + 1 < k1 ? pos : next,
+                         k + 1 < k1 ? k + 1 : k0);
         pos += n;
     }
     for (int32_t i = 0; i < nh; i++) {
