@@ -11,10 +11,16 @@
 
 void kn_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps, float w_offset)
 {
-    double ss = 0;
-    for (size_t i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
+    /* four independent sums: one chain paid an add latency per element,
+     * on the calling thread between a decode step's fork-joins */
+    double s4[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (size_t k = 0; k < 4; k++) s4[k] += (double)x[i + k] * (double)x[i + k];
+    for (; i < n; i++) s4[0] += (double)x[i] * (double)x[i];
+    double ss = (s4[0] + s4[1]) + (s4[2] + s4[3]);
     float inv = n ? (float)(1.0 / sqrt(ss / (double)n + (double)eps)) : 0.0f;
-    for (size_t i = 0; i < n; i++) out[i] = x[i] * inv * (w_offset + w[i]);
+    for (i = 0; i < n; i++) out[i] = x[i] * inv * (w_offset + w[i]);
 }
 
 /* The angle is formed in f32 (pos * inv_freq, as HF does) and its cos/sin
