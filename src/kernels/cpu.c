@@ -11,7 +11,9 @@
  */
 #include "kernels/kn_impl.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -154,3 +156,26 @@ void kn_ctx_destroy(kn_ctx *kc)
 const char *kn_ctx_isa(const kn_ctx *kc) { return kc->ops->isa; }
 kn_cpu_features kn_ctx_features(const kn_ctx *kc) { return kc->feat; }
 tp_pool *kn_ctx_pool(const kn_ctx *kc) { return kc->pool; }
+
+/* The KV stores' f16 rows: F16C when the CPU has it (bit for bit the
+ * scalar conversion, which cost a decode step about 2% on the calling
+ * thread), decided on the first call. */
+void kn_f32_to_f16_row(const float *x, void *out, size_t n)
+{
+    static atomic_int f16c = -1; /* unknown, 0, 1 */
+    int have = atomic_load_explicit(&f16c, memory_order_relaxed);
+    if (have < 0) {
+        have = kn_ops_avx2() != NULL && kn_cpu_detect().f16c;
+        atomic_store_explicit(&f16c, have, memory_order_relaxed);
+    }
+#if defined(__x86_64__)
+    if (have) {
+        kn_avx2_f32_to_f16_row(x, out, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h = kn_f32_to_f16(x[i]);
+        memcpy((uint8_t *)out + 2 * i, &h, 2);
+    }
+}

@@ -152,6 +152,9 @@ void kn_weight_row(const kn_weight *w, size_t r, float *out);
 void kn_to_f32(kn_dtype t, const void *src, float *dst, size_t n);
 float kn_f16_to_f32(uint16_t h);
 uint16_t kn_f32_to_f16(float f); /* round to nearest even */
+/* The n halves kn_f32_to_f16(x[i]) at out (any alignment), bit for bit;
+ * F16C where the CPU has it. */
+void kn_f32_to_f16_row(const float *x, void *out, size_t n);
 float kn_bf16_to_f32(uint16_t h);
 uint16_t kn_f32_to_bf16(float f); /* round to nearest even */
 

@@ -224,6 +224,7 @@ KN_MM_DECL(kn_avx2_mm_f16);
 KN_MM_DECL(kn_avx2_mm_bf16);
 KN_KV_DECL_ALL(kn_avx2);
 void kn_avx2_silu_mul(float *out, const float *gate, const float *up, size_t n);
+void kn_avx2_f32_to_f16_row(const float *x, void *out, size_t n);
 KN_KV_DECL_GQA(kn_avx2, f32);
 KN_KV_DECL_GQA(kn_avx2, f16);
 KN_KV_DECL_GQA(kn_avx2, bf16);

@@ -170,6 +170,35 @@ static void test_f16c_agrees(void **state)
 }
 #endif
 
+/* kn_f32_to_f16_row (F16C on this machine when present) is bit for bit
+ * the scalar conversion: random bit patterns (NaNs with every payload
+ * included), the specials, every length up to 40 and odd destinations. */
+static void test_f16_row(void **state)
+{
+    (void)state;
+    enum { N = 4096 };
+    static float x[N];
+    static uint8_t out[2 * N + 1];
+    const uint32_t special[] = {0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00001u, 0x7f800001u,
+                                0x7fbfffffu, 0x477fe000u, 0x477ff000u, 0x477fefffu, 0x33000000u,
+                                0x33000001u, 0x387fc000u, 0x80000000u, 0x00000001u};
+    uint32_t s = 777;
+    for (size_t i = 0; i < N; i++) {
+        s = s * 1664525u + 1013904223u;
+        uint32_t bits = i < sizeof special / sizeof special[0] ? special[i] : s;
+        memcpy(&x[i], &bits, 4);
+    }
+    for (size_t off = 0; off < 2; off++)
+        for (size_t n = 0; n <= N; n = n < 40 ? n + 1 : n * 2) {
+            kn_f32_to_f16_row(x, out + off, n);
+            for (size_t i = 0; i < n; i++) {
+                uint16_t h;
+                memcpy(&h, out + off + 2 * i, 2);
+                assert_int_equal(h, kn_f32_to_f16(x[i]));
+            }
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -178,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_f16_specials),
         cmocka_unit_test(test_bf16_all),
         cmocka_unit_test(test_to_f32_rows),
+        cmocka_unit_test(test_f16_row),
 #if defined(__x86_64__)
         cmocka_unit_test(test_f16c_agrees),
 #endif

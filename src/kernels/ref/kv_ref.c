@@ -90,9 +90,11 @@ static void store_row(kn_kv_dtype t, const float *x, size_t dim, uint8_t *row)
         memcpy(row, x, dim * 4);
         return;
     case KN_KV_F16:
+        kn_f32_to_f16_row(x, row, dim);
+        return;
     case KN_KV_BF16:
         for (size_t i = 0; i < dim; i++) {
-            uint16_t h = t == KN_KV_F16 ? kn_f32_to_f16(x[i]) : kn_f32_to_bf16(x[i]);
+            uint16_t h = kn_f32_to_bf16(x[i]);
             memcpy(row + 2 * i, &h, 2);
         }
         return;
