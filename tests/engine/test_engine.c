@@ -439,6 +439,34 @@ static void test_stops_and_params(void **state)
 }
 
 /* A request queued when the engine stops gets DONE(cancelled). */
+/* eng_argmax is the first index of the largest value: against a plain
+ * scan on random rows of every length to 40 and 49152 (ties planted at
+ * random places, +0/-0 ties, NaNs that never win), and a NaN at 0 wins. */
+static void test_argmax(void **state)
+{
+    (void)state;
+    enum { N = 49152 };
+    static float l[N];
+    uint32_t s = 99;
+    for (int rep = 0; rep < 200; rep++) {
+        size_t n = rep < 41 ? (size_t)rep : N;
+        for (size_t i = 0; i < n; i++) {
+            s = s * 1664525u + 1013904223u;
+            l[i] = (float)(s >> 20) / 256.0f - 2000.0f; /* coarse: many ties */
+            if (s % 97 == 0) l[i] = NAN;
+            if (s % 89 == 0) l[i] = s % 2 ? 0.0f : -0.0f;
+        }
+        if (n > 0 && isnan(l[0])) l[0] = 1.0f;
+        size_t best = 0;
+        for (size_t i = 1; i < n; i++)
+            if (l[i] > l[best]) best = i;
+        assert_int_equal(eng_argmax(l, n), (int32_t)best);
+    }
+    float z[3] = {-0.0f, 0.0f, -1.0f}, nan0[3] = {NAN, 5.0f, 7.0f};
+    assert_int_equal(eng_argmax(z, 3), 0);
+    assert_int_equal(eng_argmax(nan0, 3), 0);
+}
+
 static void test_stop_cancels(void **state)
 {
     (void)state;
@@ -463,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_batching_q4),    cmocka_unit_test(test_prefix_sharing),
         cmocka_unit_test(test_kv_quant_error), cmocka_unit_test(test_no_leaks),
         cmocka_unit_test(test_stops_and_params), cmocka_unit_test(test_stop_cancels),
+        cmocka_unit_test(test_argmax),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
