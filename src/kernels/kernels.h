@@ -174,6 +174,12 @@ void kn_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps,
  * caller); attn_factor scales cos and sin (YaRN mscale; 1 otherwise). */
 void kn_rope(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, int32_t pos,
              const float *inv_freq, float attn_factor);
+/* kn_rope in two steps, for a rotation that many heads and layers share:
+ * cs[rot_dim] = cos (first half) and sin (second half) of pos *
+ * inv_freq[i], times attn_factor; then the rotation of n_heads heads of x
+ * by cs (bit for bit kn_rope). */
+void kn_rope_table(float *cs, int32_t pos, const float *inv_freq, size_t rot_dim, float attn_factor);
+void kn_rope_apply(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, const float *cs);
 
 /* out[i] = silu(gate[i]) * up[i]. out may alias gate. The reference. */
 void kn_silu_mul(float *out, const float *gate, const float *up, size_t n);

@@ -25,14 +25,22 @@ void kn_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps,
 
 /* The angle is formed in f32 (pos * inv_freq, as HF does) and its cos/sin
  * taken once per frequency for all heads. */
-void kn_rope(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, int32_t pos,
-             const float *inv_freq, float attn_factor)
+void kn_rope_table(float *cs, int32_t pos, const float *inv_freq, size_t rot_dim, float attn_factor)
+{
+    size_t half = rot_dim / 2;
+    for (size_t i = 0; i < half; i++) {
+        float ang = (float)pos * inv_freq[i];
+        cs[i] = cosf(ang) * attn_factor;
+        cs[half + i] = sinf(ang) * attn_factor;
+    }
+}
+
+void kn_rope_apply(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, const float *cs)
 {
     SEM_DASSERT(rot_dim <= head_dim && rot_dim % 2 == 0);
     size_t half = rot_dim / 2;
     for (size_t i = 0; i < half; i++) {
-        float ang = (float)pos * inv_freq[i];
-        float c = cosf(ang) * attn_factor, s = sinf(ang) * attn_factor;
+        float c = cs[i], s = cs[half + i];
         for (size_t h = 0; h < n_heads; h++) {
             float *xh = x + h * head_dim;
             float x0 = xh[i], x1 = xh[i + half];
@@ -40,6 +48,15 @@ void kn_rope(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, int32_t 
             xh[i + half] = x0 * s + x1 * c;
         }
     }
+}
+
+void kn_rope(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, int32_t pos,
+             const float *inv_freq, float attn_factor)
+{
+    float cs[1024];
+    SEM_ASSERT(rot_dim <= 1024);
+    kn_rope_table(cs, pos, inv_freq, rot_dim, attn_factor);
+    kn_rope_apply(x, n_heads, head_dim, rot_dim, cs);
 }
 
 void kn_silu_mul(float *out, const float *gate, const float *up, size_t n)
