@@ -1,5 +1,6 @@
 /* cpu.c - CPU feature detection, the kernel context and the choice of the
- * dispatch table.
+ * dispatch table (and of the f32 -> f16 row conversion, which has no
+ * context: kn_f32_to_f16_row).
  *
  * Detection reads CPUID leaves 1 and 7 and, because an instruction set is
  * usable only when the OS saves its registers, XCR0 through XGETBV: YMM

@@ -178,6 +178,7 @@ void kn_rope(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, int32_t 
  * cs[rot_dim] = cos (first half) and sin (second half) of pos *
  * inv_freq[i], times attn_factor; then the rotation of n_heads heads of x
  * by cs (bit for bit kn_rope). */
+enum { KN_ROPE_MAX_DIM = 1024 }; /* rot_dim at most */
 void kn_rope_table(float *cs, int32_t pos, const float *inv_freq, size_t rot_dim, float attn_factor);
 void kn_rope_apply(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, const float *cs);
 

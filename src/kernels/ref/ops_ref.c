@@ -53,8 +53,8 @@ void kn_rope_apply(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, co
 void kn_rope(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, int32_t pos,
              const float *inv_freq, float attn_factor)
 {
-    float cs[1024];
-    SEM_ASSERT(rot_dim <= 1024);
+    float cs[KN_ROPE_MAX_DIM];
+    SEM_ASSERT(rot_dim <= KN_ROPE_MAX_DIM);
     kn_rope_table(cs, pos, inv_freq, rot_dim, attn_factor);
     kn_rope_apply(x, n_heads, head_dim, rot_dim, cs);
 }
