@@ -166,16 +166,14 @@ void kn_f32_to_f16_row(const float *x, void *out, size_t n)
     static atomic_int f16c = -1; /* unknown, 0, 1 */
     int have = atomic_load_explicit(&f16c, memory_order_relaxed);
     if (have < 0) {
-        have = kn_ops_avx2() != NULL && kn_cpu_detect().f16c;
+        have = kn_cpu_detect().f16c;
         atomic_store_explicit(&f16c, have, memory_order_relaxed);
     }
+    size_t i = 0;
 #if defined(__x86_64__)
-    if (have) {
-        kn_avx2_f32_to_f16_row(x, out, n);
-        return;
-    }
+    if (have) i = kn_avx2_f32_to_f16_8s(x, out, n);
 #endif
-    for (size_t i = 0; i < n; i++) {
+    for (; i < n; i++) {
         uint16_t h = kn_f32_to_f16(x[i]);
         memcpy((uint8_t *)out + 2 * i, &h, 2);
     }

@@ -222,8 +222,9 @@ size_t kn_kv_row_bytes(kn_kv_dtype t, size_t dim);
  * (token t of the block, kv head h) is at
  *   k_offset + (h * block_tokens + t) * k_row_bytes
  * and likewise for V: head-major, so a KV head's rows of a block are one
- * contiguous run (attention streams each head's rows in order). Logical position p lives in block
- * block_ids[p / block_tokens] at token p % block_tokens.
+ * contiguous run (attention streams each head's rows in order). Logical
+ * position p lives in block block_ids[p / block_tokens] at token
+ * p % block_tokens.
  * Pools that store each layer in its own unit (sliding-window layers kept
  * as a ring, kv/kv.h) add one indirection: with unit_ids set, logical
  * block i's rows for this layer are in arena block

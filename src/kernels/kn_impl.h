@@ -201,7 +201,6 @@ static inline size_t kn_kv_data_bytes(kn_kv_dtype t, size_t dim)
 KN_KV_DECL_ALL(kn_ref);
 
 
-
 /* Matmul work units (matmul.c): rows per unit of w for nth threads (about
  * 16 KiB of weights, a multiple of 8), dealt in runs of up to KN_MM_RUN. */
 enum { KN_MM_RUN = 4 };
@@ -224,7 +223,8 @@ KN_MM_DECL(kn_avx2_mm_f16);
 KN_MM_DECL(kn_avx2_mm_bf16);
 KN_KV_DECL_ALL(kn_avx2);
 void kn_avx2_silu_mul(float *out, const float *gate, const float *up, size_t n);
-void kn_avx2_f32_to_f16_row(const float *x, void *out, size_t n);
+/* Converts x[0, n - n % 8) to f16 at out (any alignment); returns that count. */
+size_t kn_avx2_f32_to_f16_8s(const float *x, void *out, size_t n);
 KN_KV_DECL_GQA(kn_avx2, f32);
 KN_KV_DECL_GQA(kn_avx2, f16);
 KN_KV_DECL_GQA(kn_avx2, bf16);

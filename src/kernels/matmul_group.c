@@ -43,7 +43,6 @@ typedef struct grp_job {
 
 static bool is_quant(const kn_weight *w) { return w->dtype == KN_Q4 || w->dtype == KN_Q8; }
 
-
 static void check_item(const kn_ctx *kc, const kn_mm_item *it)
 {
     const kn_weight *w = it->w;

@@ -9,7 +9,6 @@
 #include "kernels/x86/avx2_util.h"
 
 #include <math.h>
-#include <string.h>
 
 void kn_avx2_silu_mul(float *out, const float *gate, const float *up, size_t n)
 {
@@ -28,14 +27,11 @@ void kn_avx2_silu_mul(float *out, const float *gate, const float *up, size_t n)
 /* vcvtps2ph rounds to nearest even with IEEE subnormals, overflow to inf
  * and NaNs quieted with their payload's top bits, as kn_f32_to_f16 does
  * (tests/kernels/test_convert.c compares them on random bit patterns). */
-void kn_avx2_f32_to_f16_row(const float *x, void *out, size_t n)
+size_t kn_avx2_f32_to_f16_8s(const float *x, void *out, size_t n)
 {
     uint8_t *o = out;
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(o + 2 * i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) {
-        uint16_t h = kn_f32_to_f16(x[i]);
-        memcpy(o + 2 * i, &h, 2);
-    }
+    return i;
 }

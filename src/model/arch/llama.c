@@ -103,6 +103,7 @@ static void attention_block(const model *m, kn_ctx *kc, model_run *r, const mode
     add_bias_rows(r->q, L->bq, T, q_dim);
     add_bias_rows(r->k, L->bk, T, kv_dim);
     add_bias_rows(r->v, L->bv, T, v_dim);
+    _Static_assert(MODEL_MAX_HEAD_DIM <= KN_ROPE_MAX_DIM, "a head's rope table fits the stack array");
     for (size_t t = 0; t < T; t++) { /* q and k rotate by the same angles: cos/sin once */
         float cs[KN_ROPE_MAX_DIM];
         kn_rope_table(cs, r->pos[t], m->rope_inv_freq, hd, 1.0f);
