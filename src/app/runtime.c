@@ -75,7 +75,13 @@ sem_status app_runtime_open(app_runtime *rt, const char *dir, int n_threads, siz
     kp.max_tokens = max_tokens;
     kp.max_cols = model_max_matmul_cols(rt->m);
     app_kernel_mode(&kp.force_ref, &kp.q_exact, &kp.q_int8_act);
-    return kn_ctx_create(&kp, &rt->kc, err);
+    if ((st = kn_ctx_create(&kp, &rt->kc, err))) return st;
+    t0 = clk_now_s();
+    if ((st = model_pack_for(rt->m, rt->kc, err))) return st;
+    if (model_packed_bytes(rt->m))
+        sem_log(rt->lg, SEM_LOG_INFO, "weights packed for %s kernels bytes=%.1fMiB ms=%.0f", kn_ctx_isa(rt->kc),
+                (double)model_packed_bytes(rt->m) / 1048576.0, (clk_now_s() - t0) * 1e3);
+    return SEM_OK;
 }
 
 void app_kernel_mode(bool *ref, bool *exact, bool *int8)

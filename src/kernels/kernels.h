@@ -55,6 +55,9 @@ typedef struct kn_weight {
     kn_dtype scale_dtype; /* KN_F16, KN_BF16 or KN_F32 */
     int group_size;       /* quantized only */
     int bits;             /* 4 or 8 for quantized; 0 otherwise */
+    const uint8_t *packed; /* Q4 only, optional: the same weights in 16-row
+                              tiles (kn_q4_pack), which the tables that have
+                              a kernel for them read instead of data */
 } kn_weight;
 
 /* ===================================================================== */
@@ -112,10 +115,10 @@ tp_pool *kn_ctx_pool(const kn_ctx *kc);
  * Precision: a token's result never depends on the other tokens of the
  * call (batch-invariant, bit for bit). Float formats, the reference and
  * params.q_exact match the reference within f32 summation error. The
- * default SIMD Q4/Q8 kernels quantize X per 32-element block to an int16
- * and a residual int16 (the bias term uses exact f32 sums), which streams
- * Q4 about 1.8x faster per core than f32 activations and adds at most
- *   sum_c |scale * q_c| * (2^-31 max|X over c's block| + 2^-22 |X_c|)
+ * default SIMD Q4/Q8 kernels quantize X per 32-element block to int16
+ * (the bias term uses exact f32 sums), which streams Q4 about 1.8x faster
+ * per core than f32 activations and adds at most
+ *   sum_c |scale * q_c| * (max|X over c's block| / 65534 + 2^-22 |X_c|)
  * to |Y - Y_ref| (f32 rounding's order). params.q_int8_act quantizes to
  * int8 instead: about 2.8x faster than f32, at most
  *   sum_c |scale * q_c| * max|X over c's block| / 254.
@@ -144,6 +147,17 @@ typedef struct kn_mm_item {
  * together.
  * Runs on the pool (kernels/matmul_group.c). */
 void kn_matmul_group(kn_ctx *kc, const kn_mm_item *items, size_t n);
+
+/* Bytes of w repacked for this context's Q4 kernel (16-row tiles,
+ * kernels/pack.c), or 0 when the table has no packed kernel or w does not
+ * qualify (Q4 with F16/BF16 scales, rows a multiple of 16, cols <=
+ * max_cols). Same size as the weight's data, scales and biases. */
+size_t kn_q4_packed_bytes(const kn_ctx *kc, const kn_weight *w);
+/* Writes w's tiles to dst (64-byte aligned, kn_q4_packed_bytes bytes), on
+ * the pool; the caller then sets w->packed = dst and owns dst. A packed
+ * weight gives the results of the table's packed kernel, which may differ
+ * from the unpacked kernel's in f32 rounding order only. */
+void kn_q4_pack(kn_ctx *kc, const kn_weight *w, void *dst);
 
 /* Dequantizes/converts row r of w into out[w->cols] (embedding lookup). */
 void kn_weight_row(const kn_weight *w, size_t r, float *out);

@@ -48,6 +48,11 @@ typedef enum kn_qx_layout {
                            8, .. then 1, 5, 9, .. then 2, .. then 3, ..
                            (a trailing 32-element piece likewise) */
     KN_QX_I16_Q8,       /* int16 Q8: evens then odds per 32-element block */
+    KN_QX_I16_SPLIT,    /* int16 as two byte planes, the token's q16 row
+                           read as bytes: [cols] hi = h >> 8 (s8), then
+                           [cols] lo = h & 255 (u8), h = 256 hi + lo; per
+                           8 elements in the order 0, 2, 4, 6, 1, 3, 5, 7
+                           (the packed Q4 tiles, pack.c) */
 } kn_qx_layout;
 
 /* Matmul over the row range [r0, r1) of w for n_tokens tokens.
@@ -100,6 +105,9 @@ typedef struct kn_ops {
     kn_qx_layout q4_layout;       /* what the Q4 kernel reads */
     kn_qx_layout q8_layout;       /* what the Q8 kernel reads */
     kn_mm_fn mm[KN_N_DTYPES];     /* indexed by kn_dtype */
+    kn_mm_fn mm_q4p;              /* Q4 weights with w->packed (pack.c), rows
+                                     in multiples of 16; NULL: never packed */
+    kn_qx_layout q4p_layout;      /* what mm_q4p reads */
     kn_kv_scores_fn kv_scores[KN_N_KV_DTYPES]; /* indexed by kn_kv_dtype */
     kn_kv_accum_fn kv_accum[KN_N_KV_DTYPES];
     kn_kv_scores_g_fn kv_scores_g[KN_N_KV_DTYPES]; /* optional (NULL: per head) */
@@ -202,9 +210,21 @@ KN_KV_DECL_ALL(kn_ref);
 
 
 /* Matmul work units (matmul.c): rows per unit of w for nth threads (about
- * 16 KiB of weights, a multiple of 8), dealt in runs of up to KN_MM_RUN. */
+ * 16 KiB of weights, a multiple of 8, of 16 for packed weights), dealt in
+ * runs of up to KN_MM_RUN. */
 enum { KN_MM_RUN = 4 };
 size_t kn_unit_rows(const kn_weight *w, int nth);
+
+/* The kernel and the activation layout a quantized weight takes in ops. */
+static inline kn_mm_fn kn_mm_kernel(const kn_ops *ops, const kn_weight *w)
+{
+    return w->packed && ops->mm_q4p ? ops->mm_q4p : ops->mm[w->dtype];
+}
+static inline kn_qx_layout kn_mm_layout(const kn_ops *ops, const kn_weight *w)
+{
+    if (w->packed && ops->mm_q4p) return ops->q4p_layout;
+    return w->dtype == KN_Q4 ? ops->q4_layout : ops->q8_layout;
+}
 
 /* AVX2 kernels (the x86 files named _avx2.c; call only when the CPU has AVX2+FMA+F16C).
  * The AVX-512 table reuses the ones it does not replace. */
@@ -233,5 +253,6 @@ KN_KV_DECL_GQA(kn_avx2, bf16);
  * AVX512F/BW/VL and VNNI). */
 KN_MM_DECL(kn_avx512_mm_q4);
 KN_MM_DECL(kn_avx512_mm_q8);
+KN_MM_DECL(kn_avx512_mm_q4p); /* packed Q4 tiles on KN_QX_I16_SPLIT activations */
 
 #endif /* SEM_KN_IMPL_H */

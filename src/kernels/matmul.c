@@ -30,6 +30,8 @@
 
 /* Rows per work unit are a multiple of ROW_ALIGN (SIMD tiles are 4 rows). */
 enum { ROW_ALIGN = 8, UNIT_BYTES = 16384 };
+/* Packed Q4 tiles are 16 rows (pack.c). */
+enum { PACKED_ALIGN = 16 };
 
 typedef struct mm_job {
     const kn_ops *ops;
@@ -53,7 +55,7 @@ static void mm_rows(void *p, int ith, int nth)
     size_t rows = j->w->rows, u, n;
     for (int cursor = 0; tp_deal_next(&j->deal, ith, &cursor, KN_MM_RUN, &u, &n);) {
         size_t lo = u * j->block, hi = rows - lo < n * j->block ? rows : lo + n * j->block;
-        j->ops->mm[j->w->dtype](j->w, lo, hi, j->x, j->ldx, j->qx, j->y, j->ldy, j->n_tokens);
+        kn_mm_kernel(j->ops, j->w)(j->w, lo, hi, j->x, j->ldx, j->qx, j->y, j->ldy, j->n_tokens);
     }
 }
 
@@ -79,8 +81,9 @@ size_t kn_unit_rows(const kn_weight *w, int nth)
     size_t by_bytes = UNIT_BYTES / (rb ? rb : 1);
     size_t by_share = w->rows / (32 * (size_t)nth);
     size_t b = by_share < by_bytes ? by_share : by_bytes;
-    b = (b + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
-    return b < ROW_ALIGN ? ROW_ALIGN : b;
+    size_t align = w->packed ? PACKED_ALIGN : ROW_ALIGN;
+    b = (b + align - 1) / align * align;
+    return b < align ? align : b;
 }
 
 static void quantize_tokens(void *p, int ith, int nth)
@@ -115,7 +118,7 @@ void kn_matmul(kn_ctx *kc, const kn_weight *w, const float *x, size_t ldx, float
         size_t n = n_tokens - t0 < slice ? n_tokens - t0 : slice;
         mm_job j = {
             .ops = kc->ops, .w = w, .x = x + t0 * ldx, .ldx = ldx, .qx = &kc->qx,
-            .layout = w->dtype == KN_Q4 ? kc->ops->q4_layout : kc->ops->q8_layout,
+            .layout = kn_mm_layout(kc->ops, w),
             .y = y + t0 * ldy, .ldy = ldy, .n_tokens = n,
             .block = kn_unit_rows(w, tp_n_threads(kc->pool)),
         };

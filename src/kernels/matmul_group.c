@@ -84,7 +84,7 @@ static size_t carve_qx(const kn_ctx *kc, grp_job *j)
         const kn_mm_item *it = &j->items[i];
         j->qfirst[i + 1] = j->qfirst[i];
         if (!is_quant(it->w)) continue;
-        layout[i] = it->w->dtype == KN_Q4 ? j->ops->q4_layout : j->ops->q8_layout;
+        layout[i] = kn_mm_layout(j->ops, it->w);
         size_t p = same_input(j, i, layout);
         if (p != i) {
             j->qx[i] = j->qx[p];
@@ -119,7 +119,7 @@ static void grp_quantize(void *p, int ith, int nth)
         while (task >= j->qfirst[i + 1]) i++;
         const kn_mm_item *it = &j->items[i];
         size_t t = task - j->qfirst[i];
-        kn_qx_layout layout = it->w->dtype == KN_Q4 ? j->ops->q4_layout : j->ops->q8_layout;
+        kn_qx_layout layout = kn_mm_layout(j->ops, it->w);
         j->ops->quantize(it->x + t * it->ldx, &j->qx[i], t, layout);
     }
 }
@@ -137,7 +137,7 @@ static void grp_rows(void *p, int ith, int nth)
             size_t take = end < j->first[i + 1] ? end - u : j->first[i + 1] - u;
             size_t lo = (u - j->first[i]) * j->block[i], rows = it->w->rows;
             size_t hi = rows - lo < take * j->block[i] ? rows : lo + take * j->block[i];
-            j->ops->mm[it->w->dtype](it->w, lo, hi, it->x, it->ldx, &j->qx[i], it->y, it->ldy, it->n_tokens);
+            kn_mm_kernel(j->ops, it->w)(it->w, lo, hi, it->x, it->ldx, &j->qx[i], it->y, it->ldy, it->n_tokens);
             u += take;
         }
     }

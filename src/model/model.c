@@ -10,6 +10,8 @@
  */
 #include "model/model_int.h"
 
+#include <sys/mman.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -335,11 +337,76 @@ void model_destroy(model *m)
     free(m->rope_inv_freq);
     free(m->rope_inv_freq_local);
     free(m->bound);
+    if (m->packed) munmap(m->packed, m->packed_bytes);
     st_set_close(m->tensors);
     model_spec_fini(&m->spec);
     free(m->dir);
     free(m);
 }
+
+/* ---- packing for the kernels -------------------------------------------- */
+
+/* Calls fn on every matrix the forward passes to kn_matmul that could be
+ * packed (the embedding is read by rows and stays unpacked; a tied
+ * lm_head is packed on its own). */
+static void each_matrix(model *m, void (*fn)(kn_weight *w, void *ctx), void *ctx)
+{
+    if (m->lm_head.bits) fn(&m->lm_head, ctx);
+    for (int32_t l = 0; l < m->spec.n_layers; l++) {
+        model_layer *L = &m->layers[l];
+        kn_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down,
+                           &L->wq_a, &L->wkv_a, &L->wkv_b, &L->sh_gate, &L->sh_up, &L->sh_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            if (ws[i]->bits) fn(ws[i], ctx);
+        for (int32_t e = 0; L->exp_gate && e < m->spec.n_experts; e++) {
+            fn(&L->exp_gate[e], ctx);
+            fn(&L->exp_up[e], ctx);
+            fn(&L->exp_down[e], ctx);
+        }
+    }
+}
+
+typedef struct pack_walk {
+    kn_ctx *kc;
+    uint8_t *base; /* NULL: only sum the sizes */
+    size_t used;
+} pack_walk;
+
+static void pack_one(kn_weight *w, void *ctx)
+{
+    pack_walk *pw = ctx;
+    size_t n = kn_q4_packed_bytes(pw->kc, w);
+    if (!n) return;
+    if (pw->base) {
+        kn_q4_pack(pw->kc, w, pw->base + pw->used);
+        w->packed = pw->base + pw->used;
+    }
+    pw->used += (n + 63) & ~(size_t)63;
+}
+
+sem_status model_pack_for(model *m, kn_ctx *kc, sem_err *err)
+{
+    if (m->packed) return SEM_OK;
+    pack_walk pw = {.kc = kc};
+    each_matrix(m, pack_one, &pw);
+    if (!pw.used) return SEM_OK;
+    size_t bytes = pw.used;
+    /* a mapping of its own, not the heap: it goes back to the system
+     * whole at model_destroy (a swap's RSS returns to its baseline) */
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return sem_errf(err, SEM_ENOMEM, "%s: cannot map %zu bytes for the packed Q4 weights", m->dir, bytes);
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE); /* fewer TLB misses while streaming; advice only */
+#endif
+    pw = (pack_walk){.kc = kc, .base = p};
+    each_matrix(m, pack_one, &pw);
+    m->packed = p;
+    m->packed_bytes = bytes;
+    return SEM_OK;
+}
+
+size_t model_packed_bytes(const model *m) { return m->packed ? m->packed_bytes : 0; }
 
 const model_spec *model_get_spec(const model *m) { return &m->spec; }
 const char *model_dir(const model *m) { return m->dir; }

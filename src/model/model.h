@@ -190,6 +190,17 @@ size_t model_max_matmul_cols(const model *m);
  * tensor's bytes (so a fine-tune differs from its base); extra_hash (e.g.
  * of tokenizer.json) is mixed in. */
 void model_fingerprint(const model *m, uint64_t extra_hash, char out[17]);
+/* Repacks the Q4 matrices the forward multiplies into the tiles kc's
+ * table streams fastest (kn_q4_pack; AVX-512 today), once per model: a
+ * no-op when the table has no packed kernel or m is packed already. The
+ * one change to a loaded model; call it before the first forward. The
+ * tiles take as many bytes as the matrices, in one anonymous mapping
+ * (transparent huge pages where the kernel gives them) that
+ * model_destroy unmaps; the embedding rows stay in the file's mapping.
+ * Progress and the time it took go to stderr only through the caller. */
+sem_status model_pack_for(model *m, kn_ctx *kc, sem_err *err);
+/* Bytes of packed tiles (0 when unpacked). */
+size_t model_packed_bytes(const model *m);
 /* Prints the spec, formats, parameter count and bytes (model inspect). */
 void model_describe(const model *m, FILE *f);
 

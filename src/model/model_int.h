@@ -70,6 +70,8 @@ struct model {
     size_t max_cols;
     size_t n_quantized;        /* matrices bound as MLX-quantized */
     uint64_t expert_bytes;     /* bytes of all routed experts (MoE) */
+    void *packed;              /* owned mapping of repacked Q4 tiles (model_pack_for) */
+    size_t packed_bytes;
 };
 
 /* Scratch activations for up to max_tokens tokens per forward call.

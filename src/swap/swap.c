@@ -145,7 +145,10 @@ static sem_status reconfigure(swap_mgr *sm, loaded *l, sem_err *err)
                     (size_t)(sm->p.engine.max_batch > 0 ? sm->p.engine.max_batch : 8) + 1;
     kp.max_cols = model_max_matmul_cols(l->m);
     sem_status st = kn_ctx_create(&kp, &l->kc, err);
-    if (!st) sem_log(sm->p.lg, SEM_LOG_INFO, "kernels isa=%s threads=%d", kn_ctx_isa(l->kc), tp_n_threads(kp.pool));
+    if (!st) st = model_pack_for(l->m, l->kc, err);
+    if (!st)
+        sem_log(sm->p.lg, SEM_LOG_INFO, "kernels isa=%s threads=%d packed=%.1fMiB", kn_ctx_isa(l->kc),
+                tp_n_threads(kp.pool), (double)model_packed_bytes(l->m) / 1048576.0);
     return st;
 }
 

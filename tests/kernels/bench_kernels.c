@@ -150,7 +150,7 @@ static double best_read(tp_pool *pool, uint8_t *arena, size_t bytes, size_t copi
 /* SmolLM2-135M-shaped decode: 30 layers of q, k, v, o, gate, up, down
  * plus the tied lm_head, all Q4 g64 in distinct memory, one token at a
  * time; compared with a plain read of the same bytes. Best of `reps`. */
-static void bench_model(tp_pool *pool, const kn_ops *ops, double secs)
+static void bench_model(tp_pool *pool, const kn_ops *ops, double secs, bool pack)
 {
     static const size_t shp[8][2] = {{576, 576}, {192, 576}, {192, 576}, {576, 576},
                                      {1536, 576}, {1536, 576}, {576, 1536}, {49152, 576}};
@@ -175,6 +175,13 @@ static void bench_model(tp_pool *pool, const kn_ops *ops, double secs)
                             .group_size = 64, .bits = 4};
     }
     kn_ctx *kc = kt_ctx(ops, pool, 1, 1536);
+    uint8_t *packed = pack ? sem_alloc_aligned(total) : NULL;
+    for (size_t i = 0, o = 0; pack && i < n_w; i++) {
+        size_t pb = kn_q4_packed_bytes(kc, &ws[i]);
+        kn_q4_pack(kc, &ws[i], packed + o);
+        ws[i].packed = packed + o;
+        o += (pb + 63) & ~(size_t)63;
+    }
     float *x = calloc(1536, 4), *y = calloc(49152, 4);
     kt_fill(&r, x, 1536, 1.0f);
     double best_tok = 1e9, best_rd = 1e9;
@@ -194,9 +201,9 @@ static void bench_model(tp_pool *pool, const kn_ops *ops, double secs)
         best_rd = t2 - t1 < best_rd ? t2 - t1 : best_rd;
         if (clk_now_s() - start > secs) break;
     }
-    printf("model q4 g64 SmolLM2-135M shape, %s, %d thr (%s): %.1f MB/token, matmuls %.2f ms/token "
+    printf("model q4 g64 SmolLM2-135M shape, %s%s, %d thr (%s): %.1f MB/token, matmuls %.2f ms/token "
            "(%.2f GB/s, %.0f tok/s), plain read %.2f ms (%.2f GB/s): %.0f%% of roofline\n",
-           ops->isa, tp_n_threads(pool), cpu ? "thread cpu time" : "wall", (double)total / 1e6, best_tok * 1e3, (double)total / best_tok / 1e9,
+           ops->isa, pack ? " packed" : "", tp_n_threads(pool), cpu ? "thread cpu time" : "wall", (double)total / 1e6, best_tok * 1e3, (double)total / best_tok / 1e9,
            1.0 / best_tok, best_rd * 1e3, (double)total / best_rd / 1e9, 100 * best_rd / best_tok);
     kn_ctx_destroy(kc);
     free(x);
@@ -204,6 +211,7 @@ static void bench_model(tp_pool *pool, const kn_ops *ops, double secs)
     free(ws);
     free(off);
     sem_free_aligned(arena);
+    sem_free_aligned(packed);
 }
 
 /* Decode attention of one token over n_ctx positions, SmolLM2 heads
@@ -290,9 +298,13 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc > 2 && !strcmp(argv[2], "model")) {
-        const kn_ops *tabs[3] = {kn_ops_avx2_exact(), kn_ops_avx2(), kn_ops_avx2_int8()};
-        for (int nt = 1; nt <= 2; nt++)
-            for (int i = 0; i < 3; i++) bench_model(pools[nt], tabs[i], secs);
+        kn_cpu_features f = kn_cpu_detect();
+        bool has512 = f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni;
+        const kn_ops *tabs[4] = {kn_ops_avx2_exact(), kn_ops_avx2(), kn_ops_avx2_int8(), kn_ops_avx512_int8()};
+        for (int nt = 1; nt <= 2; nt++) {
+            for (int i = 0; i < (has512 ? 4 : 3); i++) bench_model(pools[nt], tabs[i], secs, false);
+            if (has512) bench_model(pools[nt], kn_ops_avx512(), secs, true);
+        }
         return 0;
     }
     if (argc > 4) { /* one case: secs dtype(q4|q8|f16) rows cols [threads] */
@@ -302,7 +314,10 @@ int main(int argc, char **argv)
         size_t ntok = argc > 6 ? (size_t)atol(argv[6]) : 1;
         mat *m = calloc(1, sizeof *m);
         make_mat(m, dt, rows, cols, 1);
-        kn_ctx *kc = kt_ctx(kn_ops_avx2(), pools[nt], ntok, cols);
+        const char *on = getenv("BENCH_OPS");
+        const kn_ops *one = !on ? kn_ops_avx2() : !strcmp(on, "avx512-int8") ? kn_ops_avx512_int8()
+                          : !strcmp(on, "avx512") ? kn_ops_avx512() : !strcmp(on, "avx2-int8") ? kn_ops_avx2_int8() : kn_ops_avx2();
+        kn_ctx *kc = kt_ctx(one, pools[nt], ntok, cols);
         if (ntok > 1) {
             const kn_ops *tabs[2] = {kn_ops_ref(), kn_ops_avx2()};
             for (int i = 0; i < 2; i++) {

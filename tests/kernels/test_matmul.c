@@ -295,6 +295,76 @@ static void test_batch_invariance(void **state)
     }
 }
 
+/* Q4 weights repacked into 16-row tiles (kn_q4_pack) for the tables that
+ * have a packed kernel: every group size and scale dtype it takes, at the
+ * group edges, through the same TOL_QX check as the unpacked kernels (1
+ * and 3 threads, 1..9 tokens, slicing above max_tokens), and batched ==
+ * single-token bit for bit. Weights it does not take (rows not a multiple
+ * of 16, F32 scales) report 0 bytes and stay on the unpacked kernel. */
+static void test_packed_q4(void **state)
+{
+    tp_pool *pool = *state;
+    kt_variant v[KT_MAX_VARIANTS];
+    int nv = kt_simd_variants(v), tested = 0;
+    static const size_t cols[3][4] = {{32, 96, 160, 4064}, {64, 192, 576, 4032}, {128, 384, 4096, 0}};
+    kt_rng r = {0x5eed};
+    for (int vi = 0; vi < nv; vi++) {
+        if (!v[vi].ops->mm_q4p) continue;
+        tested++;
+        for (int gi = 0; gi < 3; gi++) {
+            for (int ci = 0; ci < 4 && cols[gi][ci]; ci++) {
+                size_t rows = 16 * (size_t)(1 + (ci + gi) % 3);
+                kn_dtype sdt = (ci + gi) % 2 ? KN_BF16 : KN_F16;
+                kt_weight k = kt_make_weight(&r, KN_Q4, rows, cols[gi][ci], sdt, 32 << gi, (size_t)ci % 4);
+                kn_ctx *kc = kt_ctx(v[vi].ops, pool, 4, 4096 + 128);
+                size_t bytes = kn_q4_packed_bytes(kc, &k.w);
+                assert_int_equal(bytes, k.w.rows * k.w.cols / 2 + 2 * 2 * k.w.rows * (k.w.cols / (size_t)k.w.group_size));
+                void *packed = sem_alloc_aligned(bytes);
+                kn_q4_pack(kc, &k.w, packed);
+                k.w.packed = packed;
+                for (size_t n = 1; n <= 9; n++) check_one(kc, &k, n, &r, false);
+                kn_ctx *k1 = kt_ctx(v[vi].ops, NULL, 4, 4096 + 128);
+                check_one(k1, &k, 1, &r, false);
+                check_one(k1, &k, 6, &r, false);
+                /* batched == single-token */
+                float *x = malloc(9 * k.w.cols * sizeof(float));
+                float *yb = malloc(9 * rows * sizeof(float)), *y1 = malloc(9 * rows * sizeof(float));
+                kt_fill(&r, x, 9 * k.w.cols, 2.0f);
+                kn_matmul(kc, &k.w, x, k.w.cols, yb, rows, 9);
+                for (size_t t = 0; t < 9; t++) kn_matmul(k1, &k.w, x + t * k.w.cols, k.w.cols, y1 + t * rows, rows, 1);
+                if (memcmp(yb, y1, 9 * rows * sizeof(float)) != 0)
+                    fail_msg("%s packed q4 %zux%zu: batched and single-token results differ", v[vi].name, rows, k.w.cols);
+                free(x);
+                free(yb);
+                free(y1);
+                kn_ctx_destroy(k1);
+                kn_ctx_destroy(kc);
+                sem_free_aligned(packed);
+                kt_free_weight(&k);
+            }
+        }
+        kn_ctx *kc = kt_ctx(v[vi].ops, NULL, 4, 4096);
+        kt_weight odd = kt_make_weight(&r, KN_Q4, 24, 64, KN_F16, 64, 0);
+        kt_weight f32s = kt_make_weight(&r, KN_Q4, 32, 64, KN_F32, 64, 0);
+        kt_weight wide = kt_make_weight(&r, KN_Q4, 16, 8192, KN_F16, 64, 0);
+        assert_int_equal(kn_q4_packed_bytes(kc, &odd.w), 0);
+        assert_int_equal(kn_q4_packed_bytes(kc, &f32s.w), 0);
+        assert_int_equal(kn_q4_packed_bytes(kc, &wide.w), 0); /* above max_cols */
+        kt_free_weight(&odd);
+        kt_free_weight(&f32s);
+        kt_free_weight(&wide);
+        kn_ctx_destroy(kc);
+    }
+    kn_ctx *kc = kt_ctx(kn_ops_ref(), NULL, 4, 4096);
+    kt_weight k = kt_make_weight(&r, KN_Q4, 16, 64, KN_F16, 64, 0);
+    assert_int_equal(kn_q4_packed_bytes(kc, &k.w), 0); /* the reference never packs */
+    kt_free_weight(&k);
+    kn_ctx_destroy(kc);
+    print_message("packed Q4 kernel tested on %d table(s); worst / TOL_QX (int16 act): %.3g\n", tested,
+                  g_worst_qx16);
+    if (!tested) skip();
+}
+
 /* kn_weight_row reproduces the exact weights in every format. */
 static void test_weight_row(void **state)
 {
@@ -341,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_simd_float),
         cmocka_unit_test(test_simd_quant),
         cmocka_unit_test(test_batch_invariance),
+        cmocka_unit_test(test_packed_q4),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -6,7 +6,8 @@
 # starts, restarts and stops its own servers).
 #
 # Models, under $build/models/e2e (made once, --if-missing):
-#   org/model-a    llama, q4, 2 layers, 1 KV head of 32
+#   org/model-a    llama, q4, 2 layers, 1 KV head of 32, a 32K context (long
+#                  generations last seconds even on fast machines)
 #   org/model-b    qwen2, q8, 3 layers, 2 KV heads of 16 (another geometry)
 #   org/model-big  llama, f16, hidden 256 (~90 MB: the RSS check)
 set -euo pipefail
@@ -20,7 +21,8 @@ models=$build/models/e2e
 gen() {
   /usr/bin/python3 "$src/tools/gen_model.py" --shape tiny --tokenizer qwen3 --if-missing --quiet "$@"
 }
-gen --dtype q4 --layers 2 --hidden 64 --intermediate 128 --heads 2 --kv-heads 1 --seed 1 --out "$models/org/model-a"
+gen --dtype q4 --layers 2 --hidden 64 --intermediate 128 --heads 2 --kv-heads 1 --max-pos 32768 --seed 1 \
+  --out "$models/org/model-a"
 gen --arch qwen2 --dtype q8 --layers 3 --hidden 64 --intermediate 128 --heads 4 --kv-heads 2 --seed 2 \
   --out "$models/org/model-b"
 gen --dtype f16 --layers 2 --hidden 256 --intermediate 512 --heads 4 --kv-heads 2 --tied --seed 3 \

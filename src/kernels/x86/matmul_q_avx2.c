@@ -156,6 +156,19 @@ static void store_q8_block(const int16_t *nat, int16_t *out)
     _mm256_storeu_si256((__m256i *)(out + 16), _mm256_permute4x64_epi64(_mm256_unpackhi_epi64(a, b), 0xd8));
 }
 
+/* KN_QX_I16_SPLIT: a block's 32 int16 as hi and lo byte planes, per 8
+ * elements in the order 0, 2, 4, 6, 1, 3, 5, 7. Element e's low byte is
+ * byte 2e of its int16, its high byte (h >> 8 as s8) byte 2e + 1. */
+static void store_split_block(const int16_t *nat, uint8_t *hi, uint8_t *lo)
+{
+    const __m128i planes = _mm_setr_epi8(0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15);
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(nat + 8 * k)), planes);
+        _mm_storel_epi64((__m128i *)(lo + 8 * k), v);
+        _mm_storel_epi64((__m128i *)(hi + 8 * k), _mm_unpackhi_epi64(v, v));
+    }
+}
+
 /* Quantizes token t's row for the int16 kernels, in the layout's order. */
 static void quantize_i16(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout)
 {
@@ -170,7 +183,9 @@ static void quantize_i16(const float *x, kn_qx *qx, size_t t, kn_qx_layout layou
         _mm_storeu_ps(d + 4 * b, _mm_set1_ps(db));
         gacc += sb;
         if ((b + 1) % bpg == 0) gsum[b / bpg] = gacc, gacc = 0;
-        if (layout == KN_QX_I16_Q8) store_q8_block(nat + o, q + 32 * b);
+        if (layout == KN_QX_I16_SPLIT)
+            store_split_block(nat + o, (uint8_t *)q + 32 * b, (uint8_t *)q + cols + 32 * b);
+        else if (layout == KN_QX_I16_Q8) store_q8_block(nat + o, q + 32 * b);
         else if (b % 2) store_q4_chunk(nat, q + 32 * (b - 1));
         else if (b + 1 == nb) store_strided(nat, q + 32 * b, 32, 4); /* a trailing half chunk */
     }
@@ -178,7 +193,7 @@ static void quantize_i16(const float *x, kn_qx *qx, size_t t, kn_qx_layout layou
 
 void kn_avx2_quantize(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout)
 {
-    if (layout == KN_QX_I16_Q4 || layout == KN_QX_I16_Q8) {
+    if (layout == KN_QX_I16_Q4 || layout == KN_QX_I16_Q8 || layout == KN_QX_I16_SPLIT) {
         quantize_i16(x, qx, t, layout);
         return;
     }

@@ -54,7 +54,8 @@
 #define X86_EXACT .uses_qx = false, .mm[KN_Q4] = kn_avx2_mm_q4f, .mm[KN_Q8] = kn_avx2_mm_q8f
 
 static const kn_ops AVX2_OPS = {.isa = "avx2", X86_I16, X86_COMMON};
-static const kn_ops AVX512_OPS = {.isa = "avx512", X86_I16, X86_COMMON};
+static const kn_ops AVX512_OPS = {.isa = "avx512", X86_I16, X86_COMMON,
+                                  .mm_q4p = kn_avx512_mm_q4p, .q4p_layout = KN_QX_I16_SPLIT};
 static const kn_ops AVX2_EXACT_OPS = {.isa = "avx2-exact", X86_EXACT, X86_COMMON};
 static const kn_ops AVX512_EXACT_OPS = {.isa = "avx512-exact", X86_EXACT, X86_COMMON};
 

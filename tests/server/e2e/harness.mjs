@@ -187,7 +187,7 @@ export async function tokensFor(client, seconds) {
     semantic_test_completion: words(300),
   });
   const rate = r.usage.completion_tokens / ((performance.now() - t0) / 1000);
-  return Math.max(32, Math.min(8000, Math.round(rate * seconds)));
+  return Math.max(32, Math.min(30000, Math.round(rate * seconds)));
 }
 
 /**
