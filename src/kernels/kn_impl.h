@@ -254,5 +254,9 @@ KN_KV_DECL_GQA(kn_avx2, bf16);
 KN_MM_DECL(kn_avx512_mm_q4);
 KN_MM_DECL(kn_avx512_mm_q8);
 KN_MM_DECL(kn_avx512_mm_q4p); /* packed Q4 tiles on KN_QX_I16_SPLIT activations */
+KN_KV_DECL(kn_avx512, f16);
+KN_KV_DECL(kn_avx512, bf16);
+KN_KV_DECL_GQA(kn_avx512, f16);
+KN_KV_DECL_GQA(kn_avx512, bf16);
 
 #endif /* SEM_KN_IMPL_H */

@@ -262,8 +262,10 @@ static void bench_attn(tp_pool *pool, size_t n_ctx, size_t layers, double secs)
             if (f) fclose(f);
         }
         int32_t pos = (int32_t)n_ctx - 1;
-        const kn_ops *tabs[2] = {kn_ops_ref(), kn_ops_avx2()};
-        for (int ti = layers > 1; ti < 2; ti++) {
+        kn_cpu_features f = kn_cpu_detect();
+        const kn_ops *tabs[3] = {kn_ops_ref(), kn_ops_avx2(), kn_ops_avx512()};
+        int n_tabs = f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni ? 3 : 2;
+        for (int ti = layers > 1; ti < n_tabs; ti++) {
             kn_ctx *kc = kt_ctx(tabs[ti], pool, 1, 64);
             double t0 = g_now(), t;
             size_t calls = 0;

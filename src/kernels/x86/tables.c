@@ -31,21 +31,22 @@
 #include "kernels/kn_impl.h"
 
 #if defined(__x86_64__)
-/* Fields every x86 table shares: float-format matmul and attention rows. */
-#define X86_COMMON                                                                             \
+/* Fields every x86 table shares: float-format matmul and attention rows;
+ * P16 (kn_avx2 or kn_avx512) names the F16/BF16 KV row kernels. */
+#define X86_COMMON(P16)                                                                        \
     .mm[KN_F32] = kn_avx2_mm_f32, .mm[KN_F16] = kn_avx2_mm_f16,                                \
     .mm[KN_BF16] = kn_avx2_mm_bf16,                                                            \
-    .kv_scores = {[KN_KV_F32] = kn_avx2_kv_scores_f32, [KN_KV_F16] = kn_avx2_kv_scores_f16,    \
-                  [KN_KV_BF16] = kn_avx2_kv_scores_bf16, [KN_KV_Q8] = kn_avx2_kv_scores_q8,    \
+    .kv_scores = {[KN_KV_F32] = kn_avx2_kv_scores_f32, [KN_KV_F16] = P16##_kv_scores_f16,      \
+                  [KN_KV_BF16] = P16##_kv_scores_bf16, [KN_KV_Q8] = kn_avx2_kv_scores_q8,      \
                   [KN_KV_Q4] = kn_avx2_kv_scores_q4},                                          \
-    .kv_accum = {[KN_KV_F32] = kn_avx2_kv_accum_f32, [KN_KV_F16] = kn_avx2_kv_accum_f16,       \
-                 [KN_KV_BF16] = kn_avx2_kv_accum_bf16, [KN_KV_Q8] = kn_avx2_kv_accum_q8,       \
+    .kv_accum = {[KN_KV_F32] = kn_avx2_kv_accum_f32, [KN_KV_F16] = P16##_kv_accum_f16,         \
+                 [KN_KV_BF16] = P16##_kv_accum_bf16, [KN_KV_Q8] = kn_avx2_kv_accum_q8,         \
                  [KN_KV_Q4] = kn_avx2_kv_accum_q4},                                            \
     .kv_scores_g = {[KN_KV_F32] = kn_avx2_kv_scores_g_f32,                                     \
-                    [KN_KV_F16] = kn_avx2_kv_scores_g_f16,                                     \
-                    [KN_KV_BF16] = kn_avx2_kv_scores_g_bf16},                                  \
-    .kv_accum_g = {[KN_KV_F32] = kn_avx2_kv_accum_g_f32, [KN_KV_F16] = kn_avx2_kv_accum_g_f16, \
-                   [KN_KV_BF16] = kn_avx2_kv_accum_g_bf16},                                    \
+                    [KN_KV_F16] = P16##_kv_scores_g_f16,                                       \
+                    [KN_KV_BF16] = P16##_kv_scores_g_bf16},                                    \
+    .kv_accum_g = {[KN_KV_F32] = kn_avx2_kv_accum_g_f32, [KN_KV_F16] = P16##_kv_accum_g_f16,   \
+                   [KN_KV_BF16] = P16##_kv_accum_g_bf16},                                      \
     .exp_sum = kn_avx2_exp_sum, .scale = kn_avx2_scale, .silu_mul = kn_avx2_silu_mul
 
 #define X86_I16                                                                                \
@@ -53,11 +54,11 @@
     .q8_layout = KN_QX_I16_Q8, .mm[KN_Q4] = kn_avx2_mm_q4_i16, .mm[KN_Q8] = kn_avx2_mm_q8_i16
 #define X86_EXACT .uses_qx = false, .mm[KN_Q4] = kn_avx2_mm_q4f, .mm[KN_Q8] = kn_avx2_mm_q8f
 
-static const kn_ops AVX2_OPS = {.isa = "avx2", X86_I16, X86_COMMON};
-static const kn_ops AVX512_OPS = {.isa = "avx512", X86_I16, X86_COMMON,
+static const kn_ops AVX2_OPS = {.isa = "avx2", X86_I16, X86_COMMON(kn_avx2)};
+static const kn_ops AVX512_OPS = {.isa = "avx512", X86_I16, X86_COMMON(kn_avx512),
                                   .mm_q4p = kn_avx512_mm_q4p, .q4p_layout = KN_QX_I16_SPLIT};
-static const kn_ops AVX2_EXACT_OPS = {.isa = "avx2-exact", X86_EXACT, X86_COMMON};
-static const kn_ops AVX512_EXACT_OPS = {.isa = "avx512-exact", X86_EXACT, X86_COMMON};
+static const kn_ops AVX2_EXACT_OPS = {.isa = "avx2-exact", X86_EXACT, X86_COMMON(kn_avx2)};
+static const kn_ops AVX512_EXACT_OPS = {.isa = "avx512-exact", X86_EXACT, X86_COMMON(kn_avx512)};
 
 static const kn_ops AVX2_INT8_OPS = {
     .isa = "avx2-int8",
@@ -68,7 +69,7 @@ static const kn_ops AVX2_INT8_OPS = {
     .q8_layout = KN_QX_NATURAL,
     .mm[KN_Q4] = kn_avx2_mm_q4,
     .mm[KN_Q8] = kn_avx2_mm_q8,
-    X86_COMMON,
+    X86_COMMON(kn_avx2),
 };
 
 static const kn_ops AVX512_INT8_OPS = {
@@ -80,7 +81,7 @@ static const kn_ops AVX512_INT8_OPS = {
     .q8_layout = KN_QX_NATURAL,
     .mm[KN_Q4] = kn_avx512_mm_q4,
     .mm[KN_Q8] = kn_avx512_mm_q8,
-    X86_COMMON,
+    X86_COMMON(kn_avx512),
 };
 
 const kn_ops *kn_ops_avx2(void) { return &AVX2_OPS; }
