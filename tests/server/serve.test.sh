@@ -17,12 +17,13 @@ command -v node >/dev/null || { echo "serve.test: node not found: skipped"; exit
 
 # A very small model (2 layers, hidden 64) with the real Qwen3 tokenizer and
 # chat template: the ASan build decodes it fast enough for the suite.
-# It lives under a models directory so that its id is "tiny-qwen3".
+# It lives under a models directory so that its id is "tiny-qwen3". Its 32K
+# context lets forced long generations outlast a client hang-up on fast CPUs.
 models=$build/models/srv
 model=$models/tiny-qwen3
 mkdir -p "$models"
 /usr/bin/python3 "$src/tools/gen_model.py" --shape tiny --tokenizer qwen3 --dtype q4 --layers 2 \
-  --hidden 64 --intermediate 128 --heads 2 --kv-heads 1 --out "$model" --if-missing --quiet
+  --hidden 64 --intermediate 128 --heads 2 --kv-heads 1 --max-pos 32768 --out "$model" --if-missing --quiet
 # Under the ASan build (Debug, slow) the node tests use shorter generations.
 quick=0
 case "$build" in *asan*) quick=1 ;; esac

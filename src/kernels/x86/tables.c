@@ -18,9 +18,12 @@
  *    small random-weight test models that rounding moved logits by several
  *    percent and flipped greedy choices against the reference.
  * Float-format matmul (converted rows) and the attention row kernels are
- * shared. AVX-512: everything memory-bound or not specialised reuses the
- * AVX2 kernels, which every AVX-512 CPU runs too, so the AVX-512 default
- * and _exact tables give the AVX2 tables' results bit for bit.
+ * shared within an ISA. AVX-512: the default table multiplies packed Q4
+ * weights (kernels/pack.c) with its own kernel (matmul_q4p_avx512.c) and
+ * unpacked ones with the AVX2 kernels; all three AVX-512 tables use the
+ * AVX-512 F16/BF16 attention rows (kv_avx512.c); everything else reuses
+ * the AVX2 kernels, which every AVX-512 CPU runs too. Results differ from
+ * the AVX2 tables' in f32 rounding order only.
  *
  * BF16 weights: AVX512_BF16's VDPBF16PS would need the activations rounded
  * to bf16 (8 mantissa bits), a precision loss the reference does not have;

@@ -144,7 +144,7 @@ test('a body that never completes is closed at the idle timeout; others are serv
 
 test('a client that disconnects mid-stream cancels its request', async () => {
   const before = sample(await metrics(), 'semantic_client_disconnects_total') ?? 0;
-  const body = JSON.stringify({ model: 'm', messages: USER, stream: true, semantic_test_completion: 'word '.repeat(QUICK ? 200 : 1500) });
+  const body = JSON.stringify({ model: 'm', messages: USER, stream: true, semantic_test_completion: 'word '.repeat(QUICK ? 200 : 12000) });
   await new Promise((resolve, reject) => {
     const s = net.connect(PORT, HOST, () => {
       s.write(`POST ${CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
@@ -174,7 +174,7 @@ test('a client that disconnects mid-stream cancels its request', async () => {
 
 test('a suspended non-streaming client that hangs up is cancelled too', async () => {
   const before = sample(await metrics(), 'semantic_client_disconnects_total') ?? 0;
-  const body = JSON.stringify({ model: 'm', messages: USER, semantic_test_completion: 'word '.repeat(QUICK ? 200 : 1500) });
+  const body = JSON.stringify({ model: 'm', messages: USER, semantic_test_completion: 'word '.repeat(QUICK ? 200 : 12000) });
   const s = net.connect(PORT, HOST, () => {
     s.write(`POST ${CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   });
