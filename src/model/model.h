@@ -170,7 +170,7 @@ model_kv_geometry model_spec_kv_geometry(const model_spec *s);
 
 /* ---- a loaded model --------------------------------------------------- */
 
-typedef struct model model; /* opaque; immutable after load */
+typedef struct model model; /* opaque; immutable after load but for model_pack_for */
 
 sem_status model_load(const char *dir, model **out, sem_err *err);
 void model_destroy(model *m); /* NULL ok; unmaps everything */
@@ -197,7 +197,7 @@ void model_fingerprint(const model *m, uint64_t extra_hash, char out[17]);
  * tiles take as many bytes as the matrices, in one anonymous mapping
  * (transparent huge pages where the kernel gives them) that
  * model_destroy unmaps; the embedding rows stay in the file's mapping.
- * Progress and the time it took go to stderr only through the caller. */
+ * The caller logs the time it took. */
 sem_status model_pack_for(model *m, kn_ctx *kc, sem_err *err);
 /* Bytes of packed tiles (0 when unpacked). */
 size_t model_packed_bytes(const model *m);
