@@ -71,16 +71,20 @@ KN_INLINE void tile_tokens(const uint8_t *tp, size_t ng, size_t GS, bool bf16, c
     for (size_t g = 0; g < ng; g++) {
         const uint8_t *gp = tp + g * (64 + GS * 8);
         __m512 s = load16(gp, bf16), b = load16(gp + 32, bf16);
+#pragma GCC unroll 4
         for (int t = 0; t < NT; t++) acc[t] = _mm512_fmadd_ps(b, _mm512_set1_ps(gs[t][g]), acc[t]);
         const uint8_t *dp = gp + 64;
         for (size_t k = 0; k < GS / 32; k++, dp += 256) {
             size_t c = g * GS + k * 32;
             __m512i h0[MAX_NT], h1[MAX_NT], l0[MAX_NT], l1[MAX_NT];
+#pragma GCC unroll 4
             for (int t = 0; t < NT; t++) h0[t] = h1[t] = l0[t] = l1[t] = _mm512_setzero_si512();
+#pragma GCC unroll 4
             for (size_t j = 0; j < 4; j++) {
                 __m512i v = _mm512_load_si512(dp + 64 * j);
                 __m512i we = _mm512_and_si512(v, m4);
                 __m512i wo = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+#pragma GCC unroll 4
                 for (int t = 0; t < NT; t++) {
                     const uint8_t *xh = hi[t] + c + 8 * j, *xl = lo[t] + c + 8 * j;
                     h0[t] = _mm512_dpbusd_epi32(h0[t], we, bcast4(xh));
@@ -90,6 +94,7 @@ KN_INLINE void tile_tokens(const uint8_t *tp, size_t ng, size_t GS, bool bf16, c
                 }
             }
             size_t blk = c / 32;
+#pragma GCC unroll 4
             for (int t = 0; t < NT; t++) {
                 __m512i h = _mm512_slli_epi32(_mm512_add_epi32(h0[t], h1[t]), 8);
                 __m512i is = _mm512_add_epi32(h, _mm512_add_epi32(l0[t], l1[t]));
