@@ -13,6 +13,7 @@
  * shared host); two-thread figures are wall time.
  * Usage: bench_kernels [seconds_per_case]
  *        bench_kernels secs q4|q8|f16 rows cols [threads [n_tokens]]
+ *          (BENCH_OPS=<isa> picks the table, e.g. avx512: packed Q4 tiles)
  *        bench_kernels secs model
  *        bench_kernels secs attn [n_ctx [layers [threads]]]
  */
@@ -55,6 +56,22 @@ __attribute__((target("avx2"))) static void read_part(void *ctx, int ith, int nt
     }
     __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
     j->out[ith] = (uint64_t)_mm256_extract_epi64(s, 0) + (uint64_t)_mm256_extract_epi64(s, 3);
+}
+
+static bool has_avx512(void)
+{
+    kn_cpu_features f = kn_cpu_detect();
+    return f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni;
+}
+
+/* The x86 table whose isa is name (BENCH_OPS); avx2 when unset or unknown. */
+static const kn_ops *ops_named(const char *name)
+{
+    const kn_ops *all[] = {kn_ops_avx2(), kn_ops_avx2_exact(), kn_ops_avx2_int8(),
+                           kn_ops_avx512(), kn_ops_avx512_exact(), kn_ops_avx512_int8()};
+    for (size_t i = 0; name && i < sizeof all / sizeof all[0]; i++)
+        if (all[i] && !strcmp(all[i]->isa, name)) return all[i];
+    return kn_ops_avx2();
 }
 
 /* GB/s of a plain read of `bytes` per call, rotating over `copies`. */
@@ -262,9 +279,8 @@ static void bench_attn(tp_pool *pool, size_t n_ctx, size_t layers, double secs)
             if (f) fclose(f);
         }
         int32_t pos = (int32_t)n_ctx - 1;
-        kn_cpu_features f = kn_cpu_detect();
         const kn_ops *tabs[3] = {kn_ops_ref(), kn_ops_avx2(), kn_ops_avx512()};
-        int n_tabs = f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni ? 3 : 2;
+        int n_tabs = has_avx512() ? 3 : 2;
         for (int ti = layers > 1; ti < n_tabs; ti++) {
             kn_ctx *kc = kt_ctx(tabs[ti], pool, 1, 64);
             double t0 = g_now(), t;
@@ -300,8 +316,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc > 2 && !strcmp(argv[2], "model")) {
-        kn_cpu_features f = kn_cpu_detect();
-        bool has512 = f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni;
+        bool has512 = has_avx512();
         const kn_ops *tabs[4] = {kn_ops_avx2_exact(), kn_ops_avx2(), kn_ops_avx2_int8(), kn_ops_avx512_int8()};
         for (int nt = 1; nt <= 2; nt++) {
             for (int i = 0; i < (has512 ? 4 : 3); i++) bench_model(pools[nt], tabs[i], secs, false);
@@ -317,8 +332,7 @@ int main(int argc, char **argv)
         mat *m = calloc(1, sizeof *m);
         make_mat(m, dt, rows, cols, 1);
         const char *on = getenv("BENCH_OPS");
-        const kn_ops *one = !on ? kn_ops_avx2() : !strcmp(on, "avx512-int8") ? kn_ops_avx512_int8()
-                          : !strcmp(on, "avx512") ? kn_ops_avx512() : !strcmp(on, "avx2-int8") ? kn_ops_avx2_int8() : kn_ops_avx2();
+        const kn_ops *one = ops_named(on);
         kn_ctx *kc = kt_ctx(one, pools[nt], ntok, cols);
         size_t pb = kn_q4_packed_bytes(kc, &m->w[0]);
         if (pb) { /* BENCH_OPS=avx512: the packed tiles */

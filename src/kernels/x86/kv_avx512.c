@@ -16,16 +16,9 @@
  *
  * Thread: any (pure functions of their arguments).
  */
-#include "kernels/x86/avx2_util.h"
+#include "kernels/x86/avx512_util.h"
 
 #define KN_INLINE static inline __attribute__((always_inline))
-
-KN_INLINE __m512 ld16(bool bf16, const uint8_t *row, size_t c)
-{
-    __m256i h = _mm256_loadu_si256((const __m256i *)(row + 2 * c));
-    if (bf16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    return _mm512_cvtph_ps(h);
-}
 
 KN_INLINE __m256 half_sum(__m512 a)
 {
@@ -60,7 +53,7 @@ KN_INLINE void scores_gx(bool bf16, const float *const *q, const int G, float sc
         for (size_t c = 0; c < dim; c += 16) {
             __m512 kv[4];
 #pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) kv[k] = ld16(bf16, r[k], c);
+            for (int k = 0; k < 4; k++) kv[k] = kn_ld16_h(r[k] + 2 * c, bf16);
 #pragma GCC unroll 4
             for (int h = 0; h < G; h++) {
                 __m512 x = _mm512_loadu_ps(q[h] + c);
@@ -102,7 +95,7 @@ KN_INLINE void accum_slice(bool bf16, float *const *acc, const float *const *p, 
         for (int h = 0; h < G; h++) pb[h] = _mm512_set1_ps(p[h][i]);
 #pragma GCC unroll 4
         for (int w = 0; w < W; w++) {
-            __m512 v = ld16(bf16, row, c + 16 * (size_t)w);
+            __m512 v = kn_ld16_h(row + 2 * (c + 16 * (size_t)w), bf16);
 #pragma GCC unroll 4
             for (int h = 0; h < G; h++) a[h][w] = _mm512_fmadd_ps(pb[h], v, a[h][w]);
         }

@@ -31,19 +31,11 @@
  *
  * Thread: any; a call writes only rows [r0, r1) of y (multiples of 16).
  */
-#include "kernels/x86/avx2_util.h"
+#include "kernels/x86/avx512_util.h"
 
 #define KN_INLINE static inline __attribute__((always_inline))
 
 enum { TILE = 16, MAX_NT = 4 };
-
-/* 16 scales (or biases) in F16 or BF16 as f32. */
-KN_INLINE __m512 load16(const uint8_t *p, bool bf16)
-{
-    __m256i h = _mm256_load_si256((const __m256i *)p);
-    if (bf16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    return _mm512_cvtph_ps(h);
-}
 
 KN_INLINE __m512i bcast4(const uint8_t *p)
 {
@@ -70,7 +62,7 @@ KN_INLINE void tile_tokens(const uint8_t *tp, size_t ng, size_t GS, bool bf16, c
     }
     for (size_t g = 0; g < ng; g++) {
         const uint8_t *gp = tp + g * (64 + GS * 8);
-        __m512 s = load16(gp, bf16), b = load16(gp + 32, bf16);
+        __m512 s = kn_ld16_h(gp, bf16), b = kn_ld16_h(gp + 32, bf16);
 #pragma GCC unroll 4
         for (int t = 0; t < NT; t++) acc[t] = _mm512_fmadd_ps(b, _mm512_set1_ps(gs[t][g]), acc[t]);
         const uint8_t *dp = gp + 64;
