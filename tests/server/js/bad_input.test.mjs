@@ -174,11 +174,15 @@ test('a client that disconnects mid-stream cancels its request', async () => {
 
 test('a suspended non-streaming client that hangs up is cancelled too', async () => {
   const before = sample(await metrics(), 'semantic_client_disconnects_total') ?? 0;
-  const body = JSON.stringify({ model: 'm', messages: USER, semantic_test_completion: 'word '.repeat(QUICK ? 200 : 12000) });
+  /* Long enough to outlast the wait below even on a fast host; once the
+   * hang-up is seen the rest is never generated. */
+  const body = JSON.stringify({ model: 'm', messages: USER, semantic_test_completion: 'word '.repeat(12000) });
   const s = net.connect(PORT, HOST, () => {
     s.write(`POST ${CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   });
-  await sleep(300);
+  /* Hang up only once the generation runs (its connection is suspended
+   * then): on a loaded host a fixed delay could end the upload instead. */
+  for (let i = 0; i < 500 && !(sample(await metrics(), 'semantic_requests_running') > 0); i++) await sleep(20);
   s.destroy();
   let m;
   for (let i = 0; i < 100; i++) {
