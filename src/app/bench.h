@@ -12,7 +12,7 @@ typedef struct bench_opts {
     long mem_mb;
     long long_prompt;  /* batch: the long prompt of the TTFT test */
     long chunk;        /* batch: prefill chunk */
-    long runs;         /* model: repetitions, the best is reported */
+    long runs;         /* model, batch: repetitions, the best is reported */
     kn_kv_dtype kv_dtype;
 } bench_opts;
 

@@ -1,7 +1,8 @@
 /* bench_batch.c - `semantic bench batch`: aggregate decode throughput of
- * the batching engine at batch 1, 2, 4, 8 and 16, then the time to first
- * token and time per output token of a short request that arrives while a
- * long prompt is prefilling. Prints figures; asserts nothing. */
+ * the batching engine at batch 1, 2, 4, 8 and 16 (each the best of
+ * --runs), then the time to first token and time per output token of a
+ * short request that arrives while a long prompt is prefilling. Prints
+ * figures; asserts nothing. */
 #include "app/bench.h"
 #include "app/runtime.h"
 #include "engine/engine.h"
@@ -164,9 +165,14 @@ int bench_batch(const bench_opts *o)
     int rc = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !rc; i++) {
         double tok_s = 0;
-        rc = batch_throughput(&rt, o, sizes[i], &tok_s);
+        for (long run = 0; run < o->runs && !rc; run++) { /* the best run: the host's noise only slows */
+            double t = 0;
+            rc = batch_throughput(&rt, o, sizes[i], &t);
+            if (t > tok_s) tok_s = t;
+        }
         if (i == 0) base = tok_s;
-        printf("batch %2d: aggregate decode %7.1f tok/s (%.2fx batch 1)\n", sizes[i], tok_s, base > 0 ? tok_s / base : 0);
+        printf("batch %2d: aggregate decode %7.1f tok/s (%.2fx batch 1, best of %ld)\n", sizes[i], tok_s,
+               base > 0 ? tok_s / base : 0, o->runs);
         fflush(stdout);
     }
     if (!rc) rc = ttft_during_prefill(&rt, o);

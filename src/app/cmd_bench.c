@@ -24,8 +24,8 @@ static void usage(FILE *f)
             "  Each of --runs runs measures all three; the best of\n"
             "  each is reported, with the range of decode.\n"
             "bench batch: the batching engine's aggregate decode tok/s at batch 1, 2, 4,\n"
-            "  8 and 16, then TTFT and time per output token of a short request that\n"
-            "  arrives while a long prompt is prefilling.\n"
+            "  8 and 16 (the best of --runs each), then TTFT and time per output token\n"
+            "  of a short request that arrives while a long prompt is prefilling.\n"
             "bench cache: time to first token of a conversation's next turn cold, hot\n"
             "  (RAM) and warm (after a restart, from the file) at 1K-8K tokens (up to\n"
             "  --long-prompt), and cache file save/load MB/s and sizes at 16/8/4 bits.\n\n"
@@ -38,7 +38,7 @@ static void usage(FILE *f)
             "  --long-prompt N   batch: tokens of the long prompt; cache: the longest\n"
             "                    conversation (default 4096; 8192 for cache)\n"
             "  --chunk N         batch: prefill chunk (default 512)\n"
-            "  --runs N          model: repetitions (default 3)\n\n"
+            "  --runs N          model, batch: repetitions (default 3)\n\n"
             "For bench batch, --prompt defaults to 32 and --decode to 64 per request.\n");
 }
 

@@ -53,6 +53,8 @@ typedef enum kn_qx_layout {
                            [cols] lo = h & 255 (u8), h = 256 hi + lo; per
                            8 elements in the order 0, 2, 4, 6, 1, 3, 5, 7
                            (the packed Q4 tiles, pack.c) */
+    KN_QX_I8_EO,        /* int8, per 8 elements in the order 0, 2, 4, 6,
+                           1, 3, 5, 7 (the packed Q4 tiles, int8 mode) */
 } kn_qx_layout;
 
 /* Matmul over the row range [r0, r1) of w for n_tokens tokens.
@@ -253,7 +255,8 @@ KN_KV_DECL_GQA(kn_avx2, bf16);
  * AVX512F/BW/VL and VNNI). */
 KN_MM_DECL(kn_avx512_mm_q4);
 KN_MM_DECL(kn_avx512_mm_q8);
-KN_MM_DECL(kn_avx512_mm_q4p); /* packed Q4 tiles on KN_QX_I16_SPLIT activations */
+KN_MM_DECL(kn_avx512_mm_q4p);    /* packed Q4 tiles on KN_QX_I16_SPLIT activations */
+KN_MM_DECL(kn_avx512_mm_q4p_i8); /* packed Q4 tiles on KN_QX_I8_EO activations */
 KN_KV_DECL(kn_avx512, f16);
 KN_KV_DECL(kn_avx512, bf16);
 KN_KV_DECL_GQA(kn_avx512, f16);

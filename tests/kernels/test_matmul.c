@@ -360,8 +360,8 @@ static void test_packed_q4(void **state)
     assert_int_equal(kn_q4_packed_bytes(kc, &k.w), 0); /* the reference never packs */
     kt_free_weight(&k);
     kn_ctx_destroy(kc);
-    print_message("packed Q4 kernel tested on %d table(s); worst / TOL_QX (int16 act): %.3g\n", tested,
-                  g_worst_qx16);
+    print_message("packed Q4 kernel tested on %d table(s); worst / TOL_QX (int16 act): %.3g, (int8 act): %.3g\n",
+                  tested, g_worst_qx16, g_worst_qx8);
     if (!tested) skip();
 }
 

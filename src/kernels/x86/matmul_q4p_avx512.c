@@ -41,7 +41,7 @@
  * DRAM (the 1B shape's lm_head at 8 tokens on 2 threads: 160 -> 225-265
  * GMAC/s; 2 KiB ahead gave 215-245). One-token tiles stream fast enough
  * without it. */
-enum { TILE = 16, MAX_NT = 4, PREFETCH = 4096 };
+enum { TILE = 16, MAX_NT = 8, PREFETCH = 4096 };
 
 KN_INLINE __m512i bcast4(const uint8_t *p)
 {
@@ -50,9 +50,11 @@ KN_INLINE __m512i bcast4(const uint8_t *p)
     return _mm512_set1_epi32(v);
 }
 
-/* One tile of 16 rows for NT tokens: y[t][0..16) of token t. */
+/* One tile of 16 rows for NT tokens: y[t][0..16) of token t. ACT 16:
+ * int16 activations as hi/lo byte planes (KN_QX_I16_SPLIT), four VPDPBUSD
+ * per chunk and token; ACT 8: int8 activations (KN_QX_I8_EO), two. */
 KN_INLINE void tile_tokens(const uint8_t *tp, size_t ng, size_t GS, bool bf16, const kn_qx *qx,
-                           size_t t0, float *y, size_t ldy, int NT)
+                           size_t t0, float *y, size_t ldy, int NT, int ACT)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     size_t cols = qx->cols, nb = cols / 32;
@@ -60,16 +62,17 @@ KN_INLINE void tile_tokens(const uint8_t *tp, size_t ng, size_t GS, bool bf16, c
     const float *d[MAX_NT], *gs[MAX_NT];
     __m512 acc[MAX_NT];
     for (int t = 0; t < NT; t++) {
-        hi[t] = (const uint8_t *)(qx->q16 + (t0 + (size_t)t) * cols);
+        size_t tt = t0 + (size_t)t;
+        hi[t] = ACT == 8 ? (const uint8_t *)(qx->q + tt * cols) : (const uint8_t *)(qx->q16 + tt * cols);
         lo[t] = hi[t] + cols;
-        d[t] = qx->d + (t0 + (size_t)t) * nb * 4;
-        gs[t] = qx->gsum + (t0 + (size_t)t) * ng;
+        d[t] = qx->d + tt * nb * 4;
+        gs[t] = qx->gsum + tt * ng;
         acc[t] = _mm512_setzero_ps();
     }
     for (size_t g = 0; g < ng; g++) {
         const uint8_t *gp = tp + g * (64 + GS * 8);
         __m512 s = kn_ld16_h(gp, bf16), b = kn_ld16_h(gp + 32, bf16);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < NT; t++) acc[t] = _mm512_fmadd_ps(b, _mm512_set1_ps(gs[t][g]), acc[t]);
         const uint8_t *dp = gp + 64;
         for (size_t k = 0; k < GS / 32; k++, dp += 256) {
@@ -77,27 +80,31 @@ KN_INLINE void tile_tokens(const uint8_t *tp, size_t ng, size_t GS, bool bf16, c
             if (NT > 1)
                 for (int q = 0; q < 4; q++) _mm_prefetch((const char *)dp + PREFETCH + 64 * q, _MM_HINT_T0);
             __m512i h0[MAX_NT], h1[MAX_NT], l0[MAX_NT], l1[MAX_NT];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int t = 0; t < NT; t++) h0[t] = h1[t] = l0[t] = l1[t] = _mm512_setzero_si512();
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (size_t j = 0; j < 4; j++) {
                 __m512i v = _mm512_load_si512(dp + 64 * j);
                 __m512i we = _mm512_and_si512(v, m4);
                 __m512i wo = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
                 for (int t = 0; t < NT; t++) {
                     const uint8_t *xh = hi[t] + c + 8 * j, *xl = lo[t] + c + 8 * j;
                     h0[t] = _mm512_dpbusd_epi32(h0[t], we, bcast4(xh));
-                    h1[t] = _mm512_dpbusd_epi32(h1[t], wo, bcast4(xh + 4));
-                    l0[t] = _mm512_dpbusd_epi32(l0[t], bcast4(xl), we);
-                    l1[t] = _mm512_dpbusd_epi32(l1[t], bcast4(xl + 4), wo);
+                    if (ACT == 8) h0[t] = _mm512_dpbusd_epi32(h0[t], wo, bcast4(xh + 4));
+                    if (ACT == 16) {
+                        h1[t] = _mm512_dpbusd_epi32(h1[t], wo, bcast4(xh + 4));
+                        l0[t] = _mm512_dpbusd_epi32(l0[t], bcast4(xl), we);
+                        l1[t] = _mm512_dpbusd_epi32(l1[t], bcast4(xl + 4), wo);
+                    }
                 }
             }
             size_t blk = c / 32;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int t = 0; t < NT; t++) {
-                __m512i h = _mm512_slli_epi32(_mm512_add_epi32(h0[t], h1[t]), 8);
-                __m512i is = _mm512_add_epi32(h, _mm512_add_epi32(l0[t], l1[t]));
+                __m512i is = h0[t];
+                if (ACT == 16)
+                    is = _mm512_add_epi32(_mm512_slli_epi32(_mm512_add_epi32(is, h1[t]), 8), _mm512_add_epi32(l0[t], l1[t]));
                 __m512 sd = _mm512_mul_ps(s, _mm512_set1_ps(d[t][4 * blk]));
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), sd, acc[t]);
             }
@@ -107,33 +114,50 @@ KN_INLINE void tile_tokens(const uint8_t *tp, size_t ng, size_t GS, bool bf16, c
 }
 
 KN_INLINE void mm_gs(const kn_weight *w, size_t r0, size_t r1, const kn_qx *qx, float *y,
-                     size_t ldy, size_t n_tokens, size_t GS, bool bf16)
+                     size_t ldy, size_t n_tokens, size_t GS, bool bf16, int ACT)
 {
     size_t ng = w->cols / GS, tile_bytes = ng * (64 + GS * 8);
     const uint8_t *base = w->packed;
     /* token tiles outer: a tile's activations stay in L1 while the row
      * range's weights (a work unit, tens of KiB) stay in L2 */
     size_t t = 0;
-    for (; t + MAX_NT <= n_tokens; t += MAX_NT)
+    if (ACT == 8)
+        for (; t + 8 <= n_tokens; t += 8)
+            for (size_t r = r0; r < r1; r += TILE)
+                tile_tokens(base + (r / TILE) * tile_bytes, ng, GS, bf16, qx, t, y + r, ldy, 8, ACT);
+    for (; t + 4 <= n_tokens; t += 4)
         for (size_t r = r0; r < r1; r += TILE)
-            tile_tokens(base + (r / TILE) * tile_bytes, ng, GS, bf16, qx, t, y + r, ldy, MAX_NT);
+            tile_tokens(base + (r / TILE) * tile_bytes, ng, GS, bf16, qx, t, y + r, ldy, 4, ACT);
     int rest = (int)(n_tokens - t);
     if (rest)
         for (size_t r = r0; r < r1; r += TILE) {
             const uint8_t *tp = base + (r / TILE) * tile_bytes;
-            if (rest == 3) tile_tokens(tp, ng, GS, bf16, qx, t, y + r, ldy, 3);
-            else if (rest == 2) tile_tokens(tp, ng, GS, bf16, qx, t, y + r, ldy, 2);
-            else tile_tokens(tp, ng, GS, bf16, qx, t, y + r, ldy, 1);
+            if (rest == 3) tile_tokens(tp, ng, GS, bf16, qx, t, y + r, ldy, 3, ACT);
+            else if (rest == 2) tile_tokens(tp, ng, GS, bf16, qx, t, y + r, ldy, 2, ACT);
+            else tile_tokens(tp, ng, GS, bf16, qx, t, y + r, ldy, 1, ACT);
         }
+}
+
+KN_INLINE void mm_q4p(const kn_weight *w, size_t r0, size_t r1, const kn_qx *qx, float *y, size_t ldy,
+                      size_t n_tokens, int ACT)
+{
+    SEM_ASSERT(r0 % TILE == 0 && r1 % TILE == 0 && w->packed);
+    bool bf16 = w->scale_dtype == KN_BF16;
+    if (w->group_size == 32) mm_gs(w, r0, r1, qx, y, ldy, n_tokens, 32, bf16, ACT);
+    else if (w->group_size == 64) mm_gs(w, r0, r1, qx, y, ldy, n_tokens, 64, bf16, ACT);
+    else mm_gs(w, r0, r1, qx, y, ldy, n_tokens, 128, bf16, ACT);
 }
 
 void kn_avx512_mm_q4p(const kn_weight *w, size_t r0, size_t r1, const float *x, size_t ldx,
                       const kn_qx *qx, float *y, size_t ldy, size_t n_tokens)
 {
     (void)x, (void)ldx;
-    SEM_ASSERT(r0 % TILE == 0 && r1 % TILE == 0 && w->packed);
-    bool bf16 = w->scale_dtype == KN_BF16;
-    if (w->group_size == 32) mm_gs(w, r0, r1, qx, y, ldy, n_tokens, 32, bf16);
-    else if (w->group_size == 64) mm_gs(w, r0, r1, qx, y, ldy, n_tokens, 64, bf16);
-    else mm_gs(w, r0, r1, qx, y, ldy, n_tokens, 128, bf16);
+    mm_q4p(w, r0, r1, qx, y, ldy, n_tokens, 16);
+}
+
+void kn_avx512_mm_q4p_i8(const kn_weight *w, size_t r0, size_t r1, const float *x, size_t ldx,
+                         const kn_qx *qx, float *y, size_t ldy, size_t n_tokens)
+{
+    (void)x, (void)ldx;
+    mm_q4p(w, r0, r1, qx, y, ldy, n_tokens, 8);
 }

@@ -211,6 +211,12 @@ void kn_avx2_quantize(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout)
             _mm256_storeu_si256((__m256i *)(q + 32 * (b - 1)), a);
             continue;
         }
+        if (layout == KN_QX_I8_EO) {
+            const __m256i eo = _mm256_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15, 0, 2,
+                                                4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+            _mm256_storeu_si256((__m256i *)(q + 32 * (b - 1)), _mm256_shuffle_epi8(a, eo));
+            continue;
+        }
         if (b == nb) { /* a trailing half chunk */
             _mm256_storeu_si256((__m256i *)(q + 32 * (b - 1)), evens_odds(a));
             continue;

@@ -84,6 +84,8 @@ static const kn_ops AVX512_INT8_OPS = {
     .q8_layout = KN_QX_NATURAL,
     .mm[KN_Q4] = kn_avx512_mm_q4,
     .mm[KN_Q8] = kn_avx512_mm_q8,
+    .mm_q4p = kn_avx512_mm_q4p_i8,
+    .q4p_layout = KN_QX_I8_EO,
     X86_COMMON(kn_avx512),
 };
 
