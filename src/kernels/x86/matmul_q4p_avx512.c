@@ -1,6 +1,7 @@
 /* matmul_q4p_avx512.c - AVX-512 VNNI matmul for MLX affine Q4 weights
  * repacked into 16-row tiles (kn_q4_pack, kernels/pack.c), on int16
- * activations: the default AVX-512 Q4 kernel.
+ * activations (the default AVX-512 Q4 kernel) or int8 ones (the int8
+ * mode's).
  *
  * The math is matmul_q_avx2.c's (its top comment derives it): per 32-block
  * k, an exact integer dot product of the weights' nibbles with the block's
@@ -24,6 +25,14 @@
  * two VPDPBUSD per 4 columns give both halves exactly; a block's sum is
  * 256 * sum_hi + sum_lo (|sum_hi| <= 32 * 15 * 128, sum_lo <= 32 * 15 * 255:
  * no overflow). The result is the int16 kernels' to f32 rounding order.
+ * int8 activations (KN_QX_I8_EO, the same order per 8) take one VPDPBUSD
+ * per 4 columns, half the work: VPDPBUSD throughput is what bounds the
+ * multi-token tiles (~250 GMAC/s on int16 and ~420 on int8 for 8 tokens
+ * on two Zen 5 cores, the int16 figure 80% of a bare VPDPBUSD loop's).
+ *
+ * Tiles: one token streams the weights (decode); 2-4 tokens (8 on int8,
+ * whose accumulators fit twice as many) share each unpacked 64-byte chunk
+ * (batched decode, prefill), token tiles outside the row range.
  *
  * Per (row, token) the f32 operations and their order do not depend on
  * the other rows or tokens of the call: batched and single-token calls
@@ -79,9 +88,9 @@ KN_INLINE void tile_tokens(const uint8_t *tp, size_t ng, size_t GS, bool bf16, c
             size_t c = g * GS + k * 32;
             if (NT > 1)
                 for (int q = 0; q < 4; q++) _mm_prefetch((const char *)dp + PREFETCH + 64 * q, _MM_HINT_T0);
-            __m512i h0[MAX_NT], h1[MAX_NT], l0[MAX_NT], l1[MAX_NT];
+            __m512i hs[MAX_NT], ls[MAX_NT]; /* sums on the hi (or int8) and lo planes */
 #pragma GCC unroll 8
-            for (int t = 0; t < NT; t++) h0[t] = h1[t] = l0[t] = l1[t] = _mm512_setzero_si512();
+            for (int t = 0; t < NT; t++) hs[t] = ls[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
             for (size_t j = 0; j < 4; j++) {
                 __m512i v = _mm512_load_si512(dp + 64 * j);
@@ -90,21 +99,18 @@ KN_INLINE void tile_tokens(const uint8_t *tp, size_t ng, size_t GS, bool bf16, c
 #pragma GCC unroll 8
                 for (int t = 0; t < NT; t++) {
                     const uint8_t *xh = hi[t] + c + 8 * j, *xl = lo[t] + c + 8 * j;
-                    h0[t] = _mm512_dpbusd_epi32(h0[t], we, bcast4(xh));
-                    if (ACT == 8) h0[t] = _mm512_dpbusd_epi32(h0[t], wo, bcast4(xh + 4));
+                    hs[t] = _mm512_dpbusd_epi32(hs[t], we, bcast4(xh));
+                    hs[t] = _mm512_dpbusd_epi32(hs[t], wo, bcast4(xh + 4));
                     if (ACT == 16) {
-                        h1[t] = _mm512_dpbusd_epi32(h1[t], wo, bcast4(xh + 4));
-                        l0[t] = _mm512_dpbusd_epi32(l0[t], bcast4(xl), we);
-                        l1[t] = _mm512_dpbusd_epi32(l1[t], bcast4(xl + 4), wo);
+                        ls[t] = _mm512_dpbusd_epi32(ls[t], bcast4(xl), we);
+                        ls[t] = _mm512_dpbusd_epi32(ls[t], bcast4(xl + 4), wo);
                     }
                 }
             }
             size_t blk = c / 32;
 #pragma GCC unroll 8
             for (int t = 0; t < NT; t++) {
-                __m512i is = h0[t];
-                if (ACT == 16)
-                    is = _mm512_add_epi32(_mm512_slli_epi32(_mm512_add_epi32(is, h1[t]), 8), _mm512_add_epi32(l0[t], l1[t]));
+                __m512i is = ACT == 16 ? _mm512_add_epi32(_mm512_slli_epi32(hs[t], 8), ls[t]) : hs[t];
                 __m512 sd = _mm512_mul_ps(s, _mm512_set1_ps(d[t][4 * blk]));
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), sd, acc[t]);
             }
@@ -121,7 +127,7 @@ KN_INLINE void mm_gs(const kn_weight *w, size_t r0, size_t r1, const kn_qx *qx, 
     /* token tiles outer: a tile's activations stay in L1 while the row
      * range's weights (a work unit, tens of KiB) stay in L2 */
     size_t t = 0;
-    if (ACT == 8)
+    if (ACT == 8) /* int16 8-token tiles measured no faster: the VPDPBUSD port is the limit */
         for (; t + 8 <= n_tokens; t += 8)
             for (size_t r = r0; r < r1; r += TILE)
                 tile_tokens(base + (r / TILE) * tile_bytes, ng, GS, bf16, qx, t, y + r, ldy, 8, ACT);
