@@ -16,11 +16,13 @@
  *    activations (matmul_q_avx2.c, VNNI in matmul_q_avx512.c), fastest in
  *    compute, at the cost of the activation rounding bound in kernels.h; on
  *    small random-weight test models that rounding moved logits by several
- *    percent and flipped greedy choices against the reference.
+ *    percent and flipped greedy choices against the reference (the
+ *    trained demo model: 3% of the logits' max, greedy text diverging
+ *    after a dozen tokens; int16: 0.015%).
  * Float-format matmul (converted rows) and the attention row kernels are
- * shared within an ISA. AVX-512: the default table multiplies packed Q4
- * weights (kernels/pack.c) with its own kernel (matmul_q4p_avx512.c) and
- * unpacked ones with the AVX2 kernels; all three AVX-512 tables use the
+ * shared within an ISA. AVX-512: the default and int8 tables multiply
+ * packed Q4 weights (kernels/pack.c) with matmul_q4p_avx512.c on int16 or
+ * int8 activations, and unpacked ones with their other kernels; all three AVX-512 tables use the
  * AVX-512 F16/BF16 attention rows (kv_avx512.c); everything else reuses
  * the AVX2 kernels, which every AVX-512 CPU runs too. Results differ from
  * the AVX2 tables' in f32 rounding order only.
