@@ -116,12 +116,13 @@ static sem_status load_first_model(serve_state *ss, sem_err *err)
 {
     const app_serve_config *c = &ss->cfg;
     sem_status st = resolve_cache_dir(ss, err);
-    if (st || (st = tp_create((int)c->threads, &ss->pool, err))) return st;
     swap_params sp = {0};
+    if (st || (st = app_kernel_mode(&sp.force_ref_kernels, &sp.q_exact, &sp.q_int8_act, err)) ||
+        (st = tp_create((int)c->threads, &ss->pool, err)))
+        return st;
     sp.models_dir = c->models_dir;
     sp.hf_cache = c->hf_cache;
     sp.pool = ss->pool;
-    app_kernel_mode(&sp.force_ref_kernels, &sp.q_exact, &sp.q_int8_act);
     sp.lg = ss->lg;
     sp.fail_load_id = c->test_hooks && c->test_fail_load_id && *c->test_fail_load_id ? c->test_fail_load_id : NULL;
     eng_params ep = eng_default_params();

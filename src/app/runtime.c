@@ -74,8 +74,9 @@ sem_status app_runtime_open(app_runtime *rt, const char *dir, int n_threads, siz
     kp.pool = rt->pool;
     kp.max_tokens = max_tokens;
     kp.max_cols = model_max_matmul_cols(rt->m);
-    app_kernel_mode(&kp.force_ref, &kp.q_exact, &kp.q_int8_act);
-    if ((st = kn_ctx_create(&kp, &rt->kc, err))) return st;
+    if ((st = app_kernel_mode(&kp.force_ref, &kp.q_exact, &kp.q_int8_act, err)) ||
+        (st = kn_ctx_create(&kp, &rt->kc, err)))
+        return st;
     t0 = clk_now_s();
     if ((st = model_pack_for(rt->m, rt->kc, err))) return st;
     if (model_packed_bytes(rt->m))
@@ -84,12 +85,17 @@ sem_status app_runtime_open(app_runtime *rt, const char *dir, int n_threads, siz
     return SEM_OK;
 }
 
-void app_kernel_mode(bool *ref, bool *exact, bool *int8)
+sem_status app_kernel_mode(bool *ref, bool *exact, bool *int8, sem_err *err)
 {
     const char *kern = getenv("SEMANTIC_KERNELS");
     *ref = kern && !strcmp(kern, "ref");
     *exact = kern && !strcmp(kern, "exact");
     *int8 = kern && !strcmp(kern, "int8");
+    if (kern && *kern && !*ref && !*exact && !*int8 && strcmp(kern, "default"))
+        return sem_errf(err, SEM_EINVAL,
+                        "SEMANTIC_KERNELS=%.32s: expected ref, exact, int8 or default (unset: default, int16 activations)",
+                        kern);
+    return SEM_OK;
 }
 
 void app_runtime_close(app_runtime *rt)

@@ -26,8 +26,9 @@ void app_runtime_close(app_runtime *rt);
 /* The kernel mode SEMANTIC_KERNELS asks for (kn_ctx_params): "ref" the
  * reference C kernels, "exact" Q4/Q8 matmul on f32 activations, "int8" on
  * int8 activations (fastest, 1/254 of the block max per activation);
- * unset, the default int16 activations (1/65534). */
-void app_kernel_mode(bool *ref, bool *exact, bool *int8);
+ * unset, empty or "default", the default int16 activations (1/65534).
+ * Any other value is an error. */
+sem_status app_kernel_mode(bool *ref, bool *exact, bool *int8, sem_err *err);
 
 /* Parses "1,2,3" into a malloc'd array. */
 sem_status app_parse_ids(const char *s, int32_t **out, size_t *n, sem_err *err);

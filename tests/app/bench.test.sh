@@ -2,7 +2,9 @@
 # `semantic bench model` on a tiny generated model: it runs --runs times and
 # reports the best of each figure with decode's range, counts the KV cache
 # in the bytes read per token (less at 8 bits), and rejects bad
-# option values with exit status 2. Figures are printed, never asserted.
+# option values with exit status 2; `bench batch` prints every batch size
+# and the TTFT lines; an unknown SEMANTIC_KERNELS is an error. Figures are
+# printed, never asserted.
 set -euo pipefail
 build=${SEM_BUILD_DIR:-$SEM_SOURCE_DIR/build/release}
 bin=${SEM_BIN:-$build/semantic}
@@ -32,4 +34,19 @@ awk -v a="$kv8" -v b="$kv" 'BEGIN { exit !(a < b) }' || { echo "FAIL: q8 KV $kv8
 rc=0
 "$bin" bench model --model "$model" --runs 0 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || { echo "FAIL: --runs 0 exited $rc, expected 2"; exit 1; }
+# bench batch: every batch size, the best of --runs, and the TTFT lines
+outb=$("$bin" bench batch --model "$model" --prompt 8 --decode 8 --long-prompt 96 --chunk 16 --runs 2 2>/dev/null)
+echo "$outb"
+for b in ' 1' ' 2' ' 4' ' 8' 16; do
+  grep -Eq "^batch $b: aggregate decode +[1-9][0-9.]* tok/s \([0-9.]+x batch 1, best of 2\)$" <<<"$outb" ||
+    { echo "FAIL: no batch $b line"; exit 1; }
+done
+grep -Eq '^long prompt: +[0-9]+ tokens, TTFT [0-9]+ ms \(prefill chunk 16\)$' <<<"$outb" &&
+  grep -Eq '^short request arriving 20 ms into it: TTFT [0-9]+ ms, time per output token [0-9.]+ ms$' <<<"$outb" ||
+  { echo "FAIL: no TTFT lines"; exit 1; }
+# an unknown kernel mode is an error, not a silent default
+rc=0
+msg=$(SEMANTIC_KERNELS=int9 "$bin" bench model --model "$model" --runs 1 2>&1 >/dev/null) || rc=$?
+[ "$rc" != 0 ] && grep -q 'SEMANTIC_KERNELS=int9: expected ref, exact, int8 or default' <<<"$msg" ||
+  { echo "FAIL: SEMANTIC_KERNELS=int9 exited $rc: $msg"; exit 1; }
 echo "bench.test: ok"
