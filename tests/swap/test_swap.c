@@ -83,7 +83,10 @@ static void test_concurrent_and_drain_timeout(void **state)
     swap_arg a = {sm, "org/model-b", SEM_OK}, b = {sm, "org/model-a", SEM_OK};
     pthread_t ta, tb;
     pthread_create(&ta, NULL, swap_thread, &a);
-    usleep(100000);
+    /* the first swap is in its drain step before the second arrives
+     * (polled: a fixed delay can be too short on a loaded host) */
+    for (int i = 0; i < 3000 && swap_get_state(sm) != SWAP_DRAINING; i++) usleep(1000);
+    assert_int_equal(swap_get_state(sm), SWAP_DRAINING);
     pthread_create(&tb, NULL, swap_thread, &b);
     pthread_join(tb, NULL);
     assert_int_equal(b.st, SEM_EBUSY); /* exactly one 409 */
