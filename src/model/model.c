@@ -14,6 +14,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static bool has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
@@ -372,6 +373,16 @@ typedef struct pack_walk {
     size_t used;
 } pack_walk;
 
+/* Drops the whole pages of [p, p + n) of the read-only file mapping from
+ * this process (they stay in the page cache; a later read faults them back
+ * in from it). */
+static void release_pages(const void *p, size_t n)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(uintptr_t)(pg - 1), b = ((uintptr_t)p + n) & ~(uintptr_t)(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED); /* advice: a failure only keeps them */
+}
+
 static void pack_one(kn_weight *w, void *ctx)
 {
     pack_walk *pw = ctx;
@@ -380,6 +391,14 @@ static void pack_one(kn_weight *w, void *ctx)
     if (pw->base) {
         kn_q4_pack(pw->kc, w, pw->base + pw->used);
         w->packed = pw->base + pw->used;
+        /* the kernels read only the copy now: without this the file's
+         * pages read while packing stayed resident, twice the weights' RSS
+         * (a tied embedding's rows fault back in one by one as tokens
+         * are looked up) */
+        size_t ss = w->cols / (size_t)w->group_size * 2 * w->rows;
+        release_pages(w->data, w->rows * w->cols / 2);
+        release_pages(w->scales, ss);
+        release_pages(w->biases, ss);
     }
     pw->used += (n + 63) & ~(size_t)63;
 }
