@@ -321,6 +321,7 @@ int main(int argc, char **argv)
         for (int nt = 1; nt <= 2; nt++) {
             for (int i = 0; i < (has512 ? 4 : 3); i++) bench_model(pools[nt], tabs[i], secs, false);
             if (has512) bench_model(pools[nt], kn_ops_avx512(), secs, true);
+            if (has512) bench_model(pools[nt], kn_ops_avx512_int8(), secs, true);
         }
         return 0;
     }
