@@ -55,9 +55,9 @@ typedef struct kn_weight {
     kn_dtype scale_dtype; /* KN_F16, KN_BF16 or KN_F32 */
     int group_size;       /* quantized only */
     int bits;             /* 4 or 8 for quantized; 0 otherwise */
-    const uint8_t *packed; /* Q4 only, optional: the same weights in 16-row
-                              tiles (kn_q4_pack), which the tables that have
-                              a kernel for them read instead of data */
+    const uint8_t *packed; /* Q4/Q8 only, optional: the same weights in
+                              16-row tiles (kn_pack), which the tables that
+                              have a kernel for them read instead of data */
 } kn_weight;
 
 /* ===================================================================== */
@@ -148,16 +148,17 @@ typedef struct kn_mm_item {
  * Runs on the pool (kernels/matmul_group.c). */
 void kn_matmul_group(kn_ctx *kc, const kn_mm_item *items, size_t n);
 
-/* Bytes of w repacked for this context's Q4 kernel (16-row tiles,
- * kernels/pack.c), or 0 when the table has no packed kernel or w does not
- * qualify (Q4 with F16/BF16 scales, rows a multiple of 16, cols <=
- * max_cols). Same size as the weight's data, scales and biases. */
-size_t kn_q4_packed_bytes(const kn_ctx *kc, const kn_weight *w);
-/* Writes w's tiles to dst (64-byte aligned, kn_q4_packed_bytes bytes), on
+/* Bytes of w repacked for this context's packed Q4/Q8 kernel (16-row
+ * tiles, kernels/pack.c), or 0 when the table has no packed kernel for
+ * w's format or w does not qualify (F16/BF16 scales, rows a multiple of
+ * 16, cols <= max_cols). Same size as the weight's data, scales and
+ * biases. */
+size_t kn_packed_bytes(const kn_ctx *kc, const kn_weight *w);
+/* Writes w's tiles to dst (64-byte aligned, kn_packed_bytes bytes), on
  * the pool; the caller then sets w->packed = dst and owns dst. A packed
  * weight gives the results of the table's packed kernel, which may differ
- * from the unpacked kernel's in f32 rounding order only. */
-void kn_q4_pack(kn_ctx *kc, const kn_weight *w, void *dst);
+ * from the unpacked kernel's in rounding only (kernels/pack.c). */
+void kn_pack(kn_ctx *kc, const kn_weight *w, void *dst);
 
 /* Dequantizes/converts row r of w into out[w->cols] (embedding lookup). */
 void kn_weight_row(const kn_weight *w, size_t r, float *out);

@@ -55,6 +55,9 @@ typedef enum kn_qx_layout {
                            (the packed Q4 tiles, pack.c) */
     KN_QX_I8_EO,        /* int8, per 8 elements in the order 0, 2, 4, 6,
                            1, 3, 5, 7 (the packed Q4 tiles, int8 mode) */
+    KN_QX_I16_SPLIT8,   /* int16 with |h| <= 32639 as two s8 planes in
+                           natural order, [cols] hi = (h + 128) >> 8, then
+                           [cols] lo = h - 256 hi (the packed Q8 tiles) */
 } kn_qx_layout;
 
 /* Matmul over the row range [r0, r1) of w for n_tokens tokens.
@@ -107,9 +110,11 @@ typedef struct kn_ops {
     kn_qx_layout q4_layout;       /* what the Q4 kernel reads */
     kn_qx_layout q8_layout;       /* what the Q8 kernel reads */
     kn_mm_fn mm[KN_N_DTYPES];     /* indexed by kn_dtype */
-    kn_mm_fn mm_q4p;              /* Q4 weights with w->packed (pack.c), rows
-                                     in multiples of 16; NULL: never packed */
+    kn_mm_fn mm_q4p, mm_q8p;      /* Q4 / Q8 weights with w->packed (pack.c),
+                                     rows in multiples of 16; NULL: that
+                                     format is never packed */
     kn_qx_layout q4p_layout;      /* what mm_q4p reads */
+    kn_qx_layout q8p_layout;      /* what mm_q8p reads */
     kn_kv_scores_fn kv_scores[KN_N_KV_DTYPES]; /* indexed by kn_kv_dtype */
     kn_kv_accum_fn kv_accum[KN_N_KV_DTYPES];
     kn_kv_scores_g_fn kv_scores_g[KN_N_KV_DTYPES]; /* optional (NULL: per head) */
@@ -218,14 +223,19 @@ enum { KN_MM_RUN = 4 };
 size_t kn_unit_rows(const kn_weight *w, int nth);
 
 /* The kernel and the activation layout a quantized weight takes in ops. */
+static inline kn_mm_fn kn_mm_packed(const kn_ops *ops, kn_dtype dt)
+{
+    return dt == KN_Q4 ? ops->mm_q4p : dt == KN_Q8 ? ops->mm_q8p : NULL;
+}
 static inline kn_mm_fn kn_mm_kernel(const kn_ops *ops, const kn_weight *w)
 {
-    return w->packed && ops->mm_q4p ? ops->mm_q4p : ops->mm[w->dtype];
+    return w->packed && kn_mm_packed(ops, w->dtype) ? kn_mm_packed(ops, w->dtype) : ops->mm[w->dtype];
 }
 static inline kn_qx_layout kn_mm_layout(const kn_ops *ops, const kn_weight *w)
 {
-    if (w->packed && ops->mm_q4p) return ops->q4p_layout;
-    return w->dtype == KN_Q4 ? ops->q4_layout : ops->q8_layout;
+    bool q4 = w->dtype == KN_Q4;
+    if (w->packed && kn_mm_packed(ops, w->dtype)) return q4 ? ops->q4p_layout : ops->q8p_layout;
+    return q4 ? ops->q4_layout : ops->q8_layout;
 }
 
 /* AVX2 kernels (the x86 files named _avx2.c; call only when the CPU has AVX2+FMA+F16C).
@@ -257,6 +267,8 @@ KN_MM_DECL(kn_avx512_mm_q4);
 KN_MM_DECL(kn_avx512_mm_q8);
 KN_MM_DECL(kn_avx512_mm_q4p);    /* packed Q4 tiles on KN_QX_I16_SPLIT activations */
 KN_MM_DECL(kn_avx512_mm_q4p_i8); /* packed Q4 tiles on KN_QX_I8_EO activations */
+KN_MM_DECL(kn_avx512_mm_q8p);    /* packed Q8 tiles on KN_QX_I16_SPLIT8 activations */
+KN_MM_DECL(kn_avx512_mm_q8p_i8); /* packed Q8 tiles on KN_QX_NATURAL int8 activations */
 KN_KV_DECL(kn_avx512, f16);
 KN_KV_DECL(kn_avx512, bf16);
 KN_KV_DECL_GQA(kn_avx512, f16);

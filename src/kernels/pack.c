@@ -1,5 +1,5 @@
-/* pack.c - repacking MLX Q4 weights into the 16-row tiles the AVX-512 Q4
- * kernel streams (layout: x86/matmul_q4p_avx512.c's top comment).
+/* pack.c - repacking MLX Q4 and Q8 weights into the 16-row tiles the
+ * AVX-512 kernels stream (layout: x86/matmul_qp_avx512.c's top comment).
  *
  * Why: in the file's row-major layout a decode kernel multiplies one row
  * at a time and must reduce each row's vector to a scalar, convert the
@@ -17,13 +17,13 @@
 
 enum { TILE = 16 };
 
-size_t kn_q4_packed_bytes(const kn_ctx *kc, const kn_weight *w)
+size_t kn_packed_bytes(const kn_ctx *kc, const kn_weight *w)
 {
-    if (!kc->ops->mm_q4p || w->dtype != KN_Q4 || w->rows % TILE != 0 || w->rows == 0 ||
+    if (!kn_mm_packed(kc->ops, w->dtype) || w->rows % TILE != 0 || w->rows == 0 ||
         (w->scale_dtype != KN_F16 && w->scale_dtype != KN_BF16) || w->cols > kc->params.max_cols)
         return 0;
-    size_t ng = w->cols / (size_t)w->group_size;
-    return w->rows / TILE * ng * (64 + 8 * (size_t)w->group_size);
+    size_t gs = (size_t)w->group_size, ng = w->cols / gs;
+    return w->rows / TILE * ng * (64 + TILE * gs * (size_t)w->bits / 8);
 }
 
 typedef struct pack_job {
@@ -36,8 +36,9 @@ static void pack_tiles(void *p, int ith, int nth)
 {
     const pack_job *j = p;
     const kn_weight *w = j->w;
-    size_t gs = (size_t)w->group_size, ng = w->cols / gs, rb = w->cols / 2;
-    size_t gbytes = 64 + 8 * gs, lo, hi;
+    size_t gs = (size_t)w->group_size, ng = w->cols / gs, bits = (size_t)w->bits;
+    size_t rb = w->cols * bits / 8, gdata = gs * bits / 8; /* bytes of a row, of its group */
+    size_t gbytes = 64 + TILE * gdata, lo, hi;
     tp_split(j->n_tiles, 1, ith, nth, &lo, &hi);
     for (size_t t = lo; t < hi; t++) {
         uint8_t *tp = j->dst + t * ng * gbytes;
@@ -47,16 +48,16 @@ static void pack_tiles(void *p, int ith, int nth)
                 size_t row = t * TILE + r;
                 memcpy(gp + 2 * r, (const uint8_t *)w->scales + 2 * (row * ng + g), 2);
                 memcpy(gp + 32 + 2 * r, (const uint8_t *)w->biases + 2 * (row * ng + g), 2);
-                const uint8_t *src = (const uint8_t *)w->data + row * rb + g * gs / 2;
-                for (size_t c = 0; c < gs / 8; c++) memcpy(gp + 64 + 64 * c + 4 * r, src + 4 * c, 4);
+                const uint8_t *src = (const uint8_t *)w->data + row * rb + g * gdata;
+                for (size_t c = 0; c < gdata / 4; c++) memcpy(gp + 64 + 64 * c + 4 * r, src + 4 * c, 4);
             }
         }
     }
 }
 
-void kn_q4_pack(kn_ctx *kc, const kn_weight *w, void *dst)
+void kn_pack(kn_ctx *kc, const kn_weight *w, void *dst)
 {
-    SEM_ASSERT(kn_q4_packed_bytes(kc, w) > 0 && ((uintptr_t)dst & 63) == 0);
+    SEM_ASSERT(kn_packed_bytes(kc, w) > 0 && ((uintptr_t)dst & 63) == 0);
     pack_job j = {.w = w, .dst = dst, .n_tiles = w->rows / TILE};
     tp_run(kc->pool, pack_tiles, &j);
 }

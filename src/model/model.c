@@ -386,17 +386,17 @@ static void release_pages(const void *p, size_t n)
 static void pack_one(kn_weight *w, void *ctx)
 {
     pack_walk *pw = ctx;
-    size_t n = kn_q4_packed_bytes(pw->kc, w);
+    size_t n = kn_packed_bytes(pw->kc, w);
     if (!n) return;
     if (pw->base) {
-        kn_q4_pack(pw->kc, w, pw->base + pw->used);
+        kn_pack(pw->kc, w, pw->base + pw->used);
         w->packed = pw->base + pw->used;
         /* the kernels read only the copy now: without this the file's
          * pages read while packing stayed resident, twice the weights' RSS
          * (a tied embedding's rows fault back in one by one as tokens
          * are looked up) */
         size_t ss = w->cols / (size_t)w->group_size * 2 * w->rows;
-        release_pages(w->data, w->rows * w->cols / 2);
+        release_pages(w->data, w->rows * w->cols * (size_t)w->bits / 8);
         release_pages(w->scales, ss);
         release_pages(w->biases, ss);
     }
@@ -414,7 +414,7 @@ sem_status model_pack_for(model *m, kn_ctx *kc, sem_err *err)
      * whole at model_destroy (a swap's RSS returns to its baseline) */
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
-        return sem_errf(err, SEM_ENOMEM, "%s: cannot map %zu bytes for the packed Q4 weights", m->dir, bytes);
+        return sem_errf(err, SEM_ENOMEM, "%s: cannot map %zu bytes for the packed Q4/Q8 weights", m->dir, bytes);
 #ifdef MADV_HUGEPAGE
     madvise(p, bytes, MADV_HUGEPAGE); /* fewer TLB misses while streaming; advice only */
 #endif

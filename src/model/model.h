@@ -190,8 +190,8 @@ size_t model_max_matmul_cols(const model *m);
  * tensor's bytes (so a fine-tune differs from its base); extra_hash (e.g.
  * of tokenizer.json) is mixed in. */
 void model_fingerprint(const model *m, uint64_t extra_hash, char out[17]);
-/* Repacks the Q4 matrices the forward multiplies into the tiles kc's
- * table streams fastest (kn_q4_pack; AVX-512 today), once per model: a
+/* Repacks the Q4/Q8 matrices the forward multiplies into the tiles kc's
+ * table streams fastest (kn_pack; AVX-512 today), once per model: a
  * no-op when the table has no packed kernel or m is packed already. The
  * one change to a loaded model; call it before the first forward. The
  * tiles take as many bytes as the matrices, in one anonymous mapping

@@ -194,8 +194,8 @@ static void bench_model(tp_pool *pool, const kn_ops *ops, double secs, bool pack
     kn_ctx *kc = kt_ctx(ops, pool, 1, 1536);
     uint8_t *packed = pack ? sem_alloc_aligned(total) : NULL;
     for (size_t i = 0, o = 0; pack && i < n_w; i++) {
-        size_t pb = kn_q4_packed_bytes(kc, &ws[i]);
-        kn_q4_pack(kc, &ws[i], packed + o);
+        size_t pb = kn_packed_bytes(kc, &ws[i]);
+        kn_pack(kc, &ws[i], packed + o);
         ws[i].packed = packed + o;
         o += (pb + 63) & ~(size_t)63;
     }
@@ -335,10 +335,10 @@ int main(int argc, char **argv)
         const char *on = getenv("BENCH_OPS");
         const kn_ops *one = ops_named(on);
         kn_ctx *kc = kt_ctx(one, pools[nt], ntok, cols);
-        size_t pb = kn_q4_packed_bytes(kc, &m->w[0]);
+        size_t pb = kn_packed_bytes(kc, &m->w[0]);
         if (pb) { /* BENCH_OPS=avx512: the packed tiles */
             void *pk = sem_alloc_aligned(pb);
-            kn_q4_pack(kc, &m->w[0], pk);
+            kn_pack(kc, &m->w[0], pk);
             m->w[0].packed = pk;
         }
         if (ntok > 1 && on) {

@@ -26,9 +26,10 @@
  *                 a relative error of at most 1/254 (0.4%) of
  *                 sum_c |s_g q_c| amax_b;
  *               - int16 (the default): x_hat = d_b h, h = round(x id_b),
- *                 id_b = fl(32767 / amax_b): e_c = d_b / 2 (h's
- *                 rounding, 1/65534 of amax_b) + |x_c| 2^-22 (d_b and
- *                 id_b rounded);
+ *                 id_b = fl(32767 / amax_b) (32639 for the packed Q8
+ *                 tiles): e_c = d_b / 2 (h's rounding, 1/65534 of amax_b,
+ *                 1/65278 for the Q8 tiles) + |x_c| 2^-22 (d_b and id_b
+ *                 rounded);
  *              plus (cols + 16) u times sum_c (|w_c x_c| + |s_g q_c| (|x_c|
  *              + amax_b)) for the f32 arithmetic that follows the exact
  *              integer dot products.
@@ -54,11 +55,12 @@ static double block_amax(const float *x, size_t cols, size_t c)
 }
 
 /* Bound on |x - x_hat| for one activation quantized per 32-block to int8
- * or to int16 (TOL_QX above). */
+ * or to int16 (TOL_QX above; the packed Q8 layout quantizes to 32639, not
+ * 32767, so the int16 bound uses that). */
 static double act_err(int bits, double x, double amax)
 {
     if (bits == 8) return amax / 254.0;
-    return fabs(x) * 0x1p-22 + amax / 65534.0 * (1 + 0x1p-20);
+    return fabs(x) * 0x1p-22 + amax / 65278.0 * (1 + 0x1p-20);
 }
 
 /* Runs one matmul through ctx and checks every output against the naive
@@ -295,13 +297,13 @@ static void test_batch_invariance(void **state)
     }
 }
 
-/* Q4 weights repacked into 16-row tiles (kn_q4_pack) for the tables that
- * have a packed kernel: every group size and scale dtype it takes, at the
- * group edges, through the same TOL_QX check as the unpacked kernels (1
- * and 3 threads, 1..9 tokens, slicing above max_tokens), and batched ==
+/* Q4 and Q8 weights repacked into 16-row tiles (kn_pack) for the tables
+ * that have a packed kernel: every group size and scale dtype it takes, at
+ * the group edges, through the same TOL_QX check as the unpacked kernels
+ * (1 and 3 threads, 1..9 tokens, slicing above max_tokens), and batched ==
  * single-token bit for bit. Weights it does not take (rows not a multiple
  * of 16, F32 scales) report 0 bytes and stay on the unpacked kernel. */
-static void test_packed_q4(void **state)
+static void test_packed(void **state)
 {
     tp_pool *pool = *state;
     kt_variant v[KT_MAX_VARIANTS];
@@ -309,18 +311,21 @@ static void test_packed_q4(void **state)
     static const size_t cols[3][4] = {{32, 96, 160, 4064}, {64, 192, 576, 4032}, {128, 384, 4096, 0}};
     kt_rng r = {0x5eed};
     for (int vi = 0; vi < nv; vi++) {
-        if (!v[vi].ops->mm_q4p) continue;
+        if (!v[vi].ops->mm_q4p && !v[vi].ops->mm_q8p) continue;
         tested++;
-        for (int gi = 0; gi < 3; gi++) {
-            for (int ci = 0; ci < 4 && cols[gi][ci]; ci++) {
+        for (int gi = 0; gi < 6; gi++) {
+            kn_dtype dt = gi < 3 ? KN_Q4 : KN_Q8;
+            if (!(dt == KN_Q4 ? v[vi].ops->mm_q4p : v[vi].ops->mm_q8p)) continue;
+            for (int ci = 0; ci < 4 && cols[gi % 3][ci]; ci++) {
                 size_t rows = 16 * (size_t)(1 + (ci + gi) % 3);
                 kn_dtype sdt = (ci + gi) % 2 ? KN_BF16 : KN_F16;
-                kt_weight k = kt_make_weight(&r, KN_Q4, rows, cols[gi][ci], sdt, 32 << gi, (size_t)ci % 4);
+                kt_weight k = kt_make_weight(&r, dt, rows, cols[gi % 3][ci], sdt, 32 << (gi % 3), (size_t)ci % 4);
                 kn_ctx *kc = kt_ctx(v[vi].ops, pool, 4, 4096 + 128);
-                size_t bytes = kn_q4_packed_bytes(kc, &k.w);
-                assert_int_equal(bytes, k.w.rows * k.w.cols / 2 + 2 * 2 * k.w.rows * (k.w.cols / (size_t)k.w.group_size));
+                size_t bytes = kn_packed_bytes(kc, &k.w);
+                assert_int_equal(bytes, k.w.rows * k.w.cols * (size_t)k.w.bits / 8 +
+                                            2 * 2 * k.w.rows * (k.w.cols / (size_t)k.w.group_size));
                 void *packed = sem_alloc_aligned(bytes);
-                kn_q4_pack(kc, &k.w, packed);
+                kn_pack(kc, &k.w, packed);
                 k.w.packed = packed;
                 for (size_t n = 1; n <= 9; n++) check_one(kc, &k, n, &r, false);
                 kn_ctx *k1 = kt_ctx(v[vi].ops, NULL, 4, 4096 + 128);
@@ -333,7 +338,8 @@ static void test_packed_q4(void **state)
                 kn_matmul(kc, &k.w, x, k.w.cols, yb, rows, 9);
                 for (size_t t = 0; t < 9; t++) kn_matmul(k1, &k.w, x + t * k.w.cols, k.w.cols, y1 + t * rows, rows, 1);
                 if (memcmp(yb, y1, 9 * rows * sizeof(float)) != 0)
-                    fail_msg("%s packed q4 %zux%zu: batched and single-token results differ", v[vi].name, rows, k.w.cols);
+                    fail_msg("%s packed %s %zux%zu: batched and single-token results differ", v[vi].name,
+                             kn_dtype_name(dt), rows, k.w.cols);
                 free(x);
                 free(yb);
                 free(y1);
@@ -347,9 +353,9 @@ static void test_packed_q4(void **state)
         kt_weight odd = kt_make_weight(&r, KN_Q4, 24, 64, KN_F16, 64, 0);
         kt_weight f32s = kt_make_weight(&r, KN_Q4, 32, 64, KN_F32, 64, 0);
         kt_weight wide = kt_make_weight(&r, KN_Q4, 16, 8192, KN_F16, 64, 0);
-        assert_int_equal(kn_q4_packed_bytes(kc, &odd.w), 0);
-        assert_int_equal(kn_q4_packed_bytes(kc, &f32s.w), 0);
-        assert_int_equal(kn_q4_packed_bytes(kc, &wide.w), 0); /* above max_cols */
+        assert_int_equal(kn_packed_bytes(kc, &odd.w), 0);
+        assert_int_equal(kn_packed_bytes(kc, &f32s.w), 0);
+        assert_int_equal(kn_packed_bytes(kc, &wide.w), 0); /* above max_cols */
         kt_free_weight(&odd);
         kt_free_weight(&f32s);
         kt_free_weight(&wide);
@@ -357,10 +363,10 @@ static void test_packed_q4(void **state)
     }
     kn_ctx *kc = kt_ctx(kn_ops_ref(), NULL, 4, 4096);
     kt_weight k = kt_make_weight(&r, KN_Q4, 16, 64, KN_F16, 64, 0);
-    assert_int_equal(kn_q4_packed_bytes(kc, &k.w), 0); /* the reference never packs */
+    assert_int_equal(kn_packed_bytes(kc, &k.w), 0); /* the reference never packs */
     kt_free_weight(&k);
     kn_ctx_destroy(kc);
-    print_message("packed Q4 kernel tested on %d table(s); worst / TOL_QX (int16 act): %.3g, (int8 act): %.3g\n",
+    print_message("packed Q4/Q8 kernels tested on %d table(s); worst / TOL_QX (int16 act): %.3g, (int8 act): %.3g\n",
                   tested, g_worst_qx16, g_worst_qx8);
     if (!tested) skip();
 }
@@ -411,7 +417,7 @@ int main(void)
         cmocka_unit_test(test_simd_float),
         cmocka_unit_test(test_simd_quant),
         cmocka_unit_test(test_batch_invariance),
-        cmocka_unit_test(test_packed_q4),
+        cmocka_unit_test(test_packed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -93,12 +93,12 @@ KN_INLINE void pack32_i16(const __m256i i[4], int16_t *q)
 }
 
 /* Quantizes x[0..32) to int16 in natural order: q[32] = round(x * id),
- * so x ~ d * q. */
-KN_INLINE void quant32_i16(const float *x, int16_t *q, float *d, float *sum)
+ * id = qmax / amax, so x ~ d * q. */
+KN_INLINE void quant32_i16(const float *x, int16_t *q, float qmax, float *d, float *sum)
 {
     __m256 v[4] = {_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8), _mm256_loadu_ps(x + 16),
                    _mm256_loadu_ps(x + 24)};
-    __m256 id = _mm256_set1_ps(block_stats(v, 32767.0f, d, sum));
+    __m256 id = _mm256_set1_ps(block_stats(v, qmax, d, sum));
     __m256i h[4];
     /* |x * id| <= 32767 up to one rounding, and packs saturates */
     for (int k = 0; k < 4; k++) h[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id));
@@ -169,7 +169,25 @@ static void store_split_block(const int16_t *nat, uint8_t *hi, uint8_t *lo)
     }
 }
 
-/* Quantizes token t's row for the int16 kernels, in the layout's order. */
+/* KN_QX_I16_SPLIT8: a block's 32 int16 (|h| <= 32639) as two s8 planes
+ * in natural order, h = 256 hi + lo, hi = (h + 128) >> 8 (|hi| <= 127),
+ * lo = h - 256 hi (-128 .. 127). */
+static void store_split8_block(const int16_t *nat, uint8_t *hi, uint8_t *lo)
+{
+    for (int k = 0; k < 2; k++) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(nat + 16 * k));
+        __m256i u = _mm256_srai_epi16(_mm256_add_epi16(h, _mm256_set1_epi16(128)), 8);
+        __m256i l = _mm256_sub_epi16(h, _mm256_slli_epi16(u, 8));
+        /* per lane [u 8 | l 8], then qwords (0, 2, 1, 3): [u 16 | l 16] */
+        __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi16(u, l), 0xd8);
+        _mm_storeu_si128((__m128i *)(hi + 16 * k), _mm256_castsi256_si128(p));
+        _mm_storeu_si128((__m128i *)(lo + 16 * k), _mm256_extracti128_si256(p, 1));
+    }
+}
+
+/* Quantizes token t's row for the int16 kernels, in the layout's order.
+ * KN_QX_I16_SPLIT8 quantizes to 32639 instead of 32767, so that its hi
+ * byte stays within s8. */
 static void quantize_i16(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout)
 {
     size_t cols = qx->cols, nb = cols / 32, bpg = (size_t)qx->group_size / 32;
@@ -179,12 +197,14 @@ static void quantize_i16(const float *x, kn_qx *qx, size_t t, kn_qx_layout layou
     for (size_t b = 0; b < nb; b++) {
         float db, sb;
         size_t o = 32 * (b % 2);
-        quant32_i16(x + 32 * b, nat + o, &db, &sb);
+        quant32_i16(x + 32 * b, nat + o, layout == KN_QX_I16_SPLIT8 ? 32639.0f : 32767.0f, &db, &sb);
         _mm_storeu_ps(d + 4 * b, _mm_set1_ps(db));
         gacc += sb;
         if ((b + 1) % bpg == 0) gsum[b / bpg] = gacc, gacc = 0;
         if (layout == KN_QX_I16_SPLIT)
             store_split_block(nat + o, (uint8_t *)q + 32 * b, (uint8_t *)q + cols + 32 * b);
+        else if (layout == KN_QX_I16_SPLIT8)
+            store_split8_block(nat + o, (uint8_t *)q + 32 * b, (uint8_t *)q + cols + 32 * b);
         else if (layout == KN_QX_I16_Q8) store_q8_block(nat + o, q + 32 * b);
         else if (b % 2) store_q4_chunk(nat, q + 32 * (b - 1));
         else if (b + 1 == nb) store_strided(nat, q + 32 * b, 32, 4); /* a trailing half chunk */
@@ -193,7 +213,7 @@ static void quantize_i16(const float *x, kn_qx *qx, size_t t, kn_qx_layout layou
 
 void kn_avx2_quantize(const float *x, kn_qx *qx, size_t t, kn_qx_layout layout)
 {
-    if (layout == KN_QX_I16_Q4 || layout == KN_QX_I16_Q8 || layout == KN_QX_I16_SPLIT) {
+    if (layout == KN_QX_I16_Q4 || layout == KN_QX_I16_Q8 || layout == KN_QX_I16_SPLIT || layout == KN_QX_I16_SPLIT8) {
         quantize_i16(x, qx, t, layout);
         return;
     }

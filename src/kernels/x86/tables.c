@@ -21,8 +21,8 @@
  *    after a dozen tokens; int16: 0.015%).
  * Float-format matmul (converted rows) and the attention row kernels are
  * shared within an ISA. AVX-512: the default and int8 tables multiply
- * packed Q4 weights (kernels/pack.c) with matmul_q4p_avx512.c on int16 or
- * int8 activations, and unpacked ones with their other kernels; all three AVX-512 tables use the
+ * packed Q4 and Q8 weights (kernels/pack.c) with matmul_qp_avx512.c on
+ * int16 or int8 activations, and unpacked ones with their other kernels; all three AVX-512 tables use the
  * AVX-512 F16/BF16 attention rows (kv_avx512.c); everything else reuses
  * the AVX2 kernels, which every AVX-512 CPU runs too. Results differ from
  * the AVX2 tables' in f32 rounding order only.
@@ -61,7 +61,8 @@
 
 static const kn_ops AVX2_OPS = {.isa = "avx2", X86_I16, X86_COMMON(kn_avx2)};
 static const kn_ops AVX512_OPS = {.isa = "avx512", X86_I16, X86_COMMON(kn_avx512),
-                                  .mm_q4p = kn_avx512_mm_q4p, .q4p_layout = KN_QX_I16_SPLIT};
+                                  .mm_q4p = kn_avx512_mm_q4p, .q4p_layout = KN_QX_I16_SPLIT,
+                                  .mm_q8p = kn_avx512_mm_q8p, .q8p_layout = KN_QX_I16_SPLIT8};
 static const kn_ops AVX2_EXACT_OPS = {.isa = "avx2-exact", X86_EXACT, X86_COMMON(kn_avx2)};
 static const kn_ops AVX512_EXACT_OPS = {.isa = "avx512-exact", X86_EXACT, X86_COMMON(kn_avx512)};
 
@@ -88,6 +89,8 @@ static const kn_ops AVX512_INT8_OPS = {
     .mm[KN_Q8] = kn_avx512_mm_q8,
     .mm_q4p = kn_avx512_mm_q4p_i8,
     .q4p_layout = KN_QX_I8_EO,
+    .mm_q8p = kn_avx512_mm_q8p_i8,
+    .q8p_layout = KN_QX_NATURAL,
     X86_COMMON(kn_avx512),
 };
 
