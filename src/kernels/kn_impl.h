@@ -222,6 +222,10 @@ KN_KV_DECL_ALL(kn_ref);
 enum { KN_MM_RUN = 4 };
 size_t kn_unit_rows(const kn_weight *w, int nth);
 
+/* Bytes of one group of a packed 16-row tile (pack.c): 16 scales and 16
+ * biases (64 bytes), then the 16 rows' gs weights of `bits` bits. */
+static inline size_t kn_packed_group_bytes(size_t gs, int bits) { return 64 + 16 * gs * (size_t)bits / 8; }
+
 /* The kernel and the activation layout a quantized weight takes in ops. */
 static inline kn_mm_fn kn_mm_packed(const kn_ops *ops, kn_dtype dt)
 {

@@ -22,8 +22,8 @@ size_t kn_packed_bytes(const kn_ctx *kc, const kn_weight *w)
     if (!kn_mm_packed(kc->ops, w->dtype) || w->rows % TILE != 0 || w->rows == 0 ||
         (w->scale_dtype != KN_F16 && w->scale_dtype != KN_BF16) || w->cols > kc->params.max_cols)
         return 0;
-    size_t gs = (size_t)w->group_size, ng = w->cols / gs;
-    return w->rows / TILE * ng * (64 + TILE * gs * (size_t)w->bits / 8);
+    size_t ng = w->cols / (size_t)w->group_size;
+    return w->rows / TILE * ng * kn_packed_group_bytes((size_t)w->group_size, w->bits);
 }
 
 typedef struct pack_job {
@@ -38,7 +38,7 @@ static void pack_tiles(void *p, int ith, int nth)
     const kn_weight *w = j->w;
     size_t gs = (size_t)w->group_size, ng = w->cols / gs, bits = (size_t)w->bits;
     size_t rb = w->cols * bits / 8, gdata = gs * bits / 8; /* bytes of a row, of its group */
-    size_t gbytes = 64 + TILE * gdata, lo, hi;
+    size_t gbytes = kn_packed_group_bytes(gs, w->bits), lo, hi;
     tp_split(j->n_tiles, 1, ith, nth, &lo, &hi);
     for (size_t t = lo; t < hi; t++) {
         uint8_t *tp = j->dst + t * ng * gbytes;

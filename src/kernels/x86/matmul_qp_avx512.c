@@ -121,7 +121,7 @@ KN_INLINE void tile_tokens(const uint8_t *tp, size_t ng, size_t GS, bool bf16, c
         acc[t] = _mm512_setzero_ps();
     }
     for (size_t g = 0; g < ng; g++) {
-        const uint8_t *gp = tp + g * (64 + (GS / 32) * block_bytes);
+        const uint8_t *gp = tp + g * kn_packed_group_bytes(GS, BITS);
         __m512 s = kn_ld16_h(gp, bf16), b = kn_ld16_h(gp + 32, bf16);
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) acc[t] = _mm512_fmadd_ps(b, _mm512_set1_ps(gs[t][g]), acc[t]);
@@ -150,7 +150,7 @@ KN_INLINE void tile_tokens(const uint8_t *tp, size_t ng, size_t GS, bool bf16, c
 KN_INLINE void mm_gs(const kn_weight *w, size_t r0, size_t r1, const kn_qx *qx, float *y,
                      size_t ldy, size_t n_tokens, size_t GS, bool bf16, int BITS, int ACT)
 {
-    size_t ng = w->cols / GS, tile_bytes = ng * (64 + 16 * GS * (size_t)BITS / 8);
+    size_t ng = w->cols / GS, tile_bytes = ng * kn_packed_group_bytes(GS, BITS);
     const uint8_t *base = w->packed;
     /* token tiles outer: a tile's activations stay in L1 while the row
      * range's weights (a work unit, tens of KiB) stay in L2 */
