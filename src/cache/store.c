@@ -236,6 +236,15 @@ static void entry_drop(cache_store *cs, cache_entry *ce)
     cs->dead[cs->n_dead++] = ce;
 }
 
+/* Drops ce for good (delete, clear): its blocks stop being shared at once,
+ * even those a pending file write still holds, so nothing reuses them. */
+static void entry_forget(cache_store *cs, cache_entry *ce)
+{
+    for (size_t i = 0; i < ce->n_blocks; i++) kv_pool_unshare(cs->pool, ce->blocks[i]);
+    if (ce->has_file || ce->writes > 0) cache_persist_delete(cs, ce->path);
+    entry_drop(cs, ce);
+}
+
 cache_entry *cache_store_find(cache_store *cs, const char *agent_id)
 {
     for (size_t i = 0; i < cs->n_entries; i++)
@@ -442,8 +451,7 @@ sem_status cache_store_delete(cache_store *cs, const char *agent_id, bool evict_
         if (ce->tier == CACHE_COLD && !ce->evict_when_written) entry_drop(cs, ce);
         return SEM_OK;
     }
-    if (ce->has_file || ce->writes > 0) cache_persist_delete(cs, ce->path);
-    entry_drop(cs, ce);
+    entry_forget(cs, ce);
     return SEM_OK;
 }
 
@@ -453,8 +461,7 @@ size_t cache_store_clear(cache_store *cs)
     for (size_t i = cs->n_entries; i-- > 0;) {
         cache_entry *ce = cs->entries[i];
         if (ce->pins > 0) continue;
-        if (ce->has_file || ce->writes > 0) cache_persist_delete(cs, ce->path);
-        entry_drop(cs, ce);
+        entry_forget(cs, ce);
         n++;
     }
     return n;

@@ -91,8 +91,12 @@ size_t kv_pool_bytes_used(const kv_pool *pool);
 size_t kv_pool_bytes_total(const kv_pool *pool);
 
 /* Calls fn(ctx, id) whenever a block returns to the free list (e.g. so a
- * content index can forget it). One hook per pool; NULL clears it. */
+ * content index can forget it), and for kv_pool_unshare. One hook per
+ * pool; NULL clears it. */
 void kv_pool_set_free_hook(kv_pool *pool, void (*fn)(void *ctx, int32_t id), void *ctx);
+/* Runs the free hook for a live block now, so a content index forgets it
+ * while its holders (a running sequence, a pending file write) keep it. */
+void kv_pool_unshare(kv_pool *pool, int32_t id);
 
 /* Takes a free block (refcount 1). SEM_ELIMIT when the pool is full. */
 sem_status kv_pool_alloc(kv_pool *pool, int32_t *out_id, sem_err *err);

@@ -271,6 +271,12 @@ void kv_pool_set_free_hook(kv_pool *pool, void (*fn)(void *ctx, int32_t id), voi
     pool->on_free_ctx = ctx;
 }
 
+void kv_pool_unshare(kv_pool *pool, int32_t id)
+{
+    SEM_ASSERT(id >= 0 && id < pool->n_blocks && pool->refcount[id] > 0);
+    if (pool->on_free) pool->on_free(pool->on_free_ctx, id);
+}
+
 int32_t kv_pool_refcount(const kv_pool *pool, int32_t id)
 {
     SEM_ASSERT(id >= 0 && id < pool->n_blocks);

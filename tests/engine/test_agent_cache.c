@@ -3,7 +3,8 @@
  * cache and give the same greedy tokens as a cold run; a restart reuses
  * the files; a corrupted file is quarantined and counts as a miss;
  * anonymous requests match by prefix; a pool too small for every agent
- * evicts to disk and reloads.
+ * evicts to disk and reloads; after a delete or a clear nothing of the
+ * dropped cache is reused, even while its file is still being written.
  */
 #include "engine/engine.h"
 
@@ -263,6 +264,36 @@ static void test_eviction_to_disk(void **state)
     assert_int_equal(count_files(dir, "agent1.safetensors"), 1);
 }
 
+/* A turn's file write starts as the turn ends, so a delete or a clear right
+ * after it finds the write in flight, holding the blocks: they must not be
+ * shared with the next agent all the same (a cleared cache means cold). */
+static void test_dropped_is_cold(void **state)
+{
+    (void)state;
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/dropped", g_dir);
+    eng_engine *e = start(dir, 4096);
+    sem_err err;
+    int32_t prompt[200];
+    turn t;
+    for (uint32_t i = 0; i < 8; i++) {
+        make_prompt(prompt, 200, 300 + i);
+        run_turn(e, "owner", prompt, 200, 1, &t);
+        if (i % 2) {
+            assert_int_equal(eng_agent_delete(e, "owner", false, &err), SEM_OK);
+        } else {
+            size_t n;
+            assert_int_equal(eng_caches_clear(e, &n, &err), SEM_OK);
+            assert_int_equal(n, 1);
+        }
+        run_turn(e, "newcomer", prompt, 200, 1, &t);
+        assert_int_equal(t.cached, 0);
+        assert_int_equal(eng_agent_delete(e, "newcomer", false, &err), SEM_OK);
+    }
+    eng_stop(e);
+    assert_int_equal(count_files(dir, ".safetensors"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -270,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_anonymous_prefix),
         cmocka_unit_test(test_restart_and_corruption),
         cmocka_unit_test(test_eviction_to_disk),
+        cmocka_unit_test(test_dropped_is_cold),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
