@@ -55,7 +55,7 @@ typedef struct at_job {
     int32_t kv_unit; /* KV heads per unit: all of them (splits > 1) or 1 */
     int32_t slices;  /* head slices per (token, KV head); > 1 only with splits == 1 */
     int32_t splits;  /* position ranges per token */
-    float *part;    /* splits > 1: [token][head][split] of (m, l, acc[v_head_dim]) */
+    float *part;    /* splits > 1: [split][token][head] partial states (part_slot) */
     float scale;
     int32_t window;
     float softcap;
@@ -74,8 +74,13 @@ typedef struct at_head {
  * sc becomes the weights exp(s - m) of the chunk's V rows. */
 static void fold_chunk(const at_job *j, at_head *h, float *sc, size_t n)
 {
-    float cmax = -INFINITY;
-    for (size_t i = 0; i < n; i++) cmax = sc[i] > cmax ? sc[i] : cmax;
+    float mx[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) /* eight independent chains (one vector max) */
+        for (size_t k = 0; k < 8; k++) mx[k] = sc[i + k] > mx[k] ? sc[i + k] : mx[k];
+    for (; i < n; i++) mx[0] = sc[i] > mx[0] ? sc[i] : mx[0];
+    float cmax = mx[0];
+    for (size_t k = 1; k < 8; k++) cmax = mx[k] > cmax ? mx[k] : cmax;
     if (cmax > h->m) {
         if (h->l > 0) {
             float r = expf(h->m - cmax);
@@ -122,10 +127,19 @@ static void attend_chunk(const at_job *j, at_head *heads, int32_t nh, int32_t kv
     }
 }
 
-/* Split r of a split pass: the partial state of query head row `row`. */
+/* Floats of one partial state: the accumulator rounded up to whole cache
+ * lines, then a line holding (m, l). Each accumulator starts a line and
+ * the slots of one split are contiguous, so the threads never write the
+ * same line (a slot straddling two splits' lines had them trade it on
+ * every chunk) and no vector access of an accumulator splits a line. */
+static size_t part_floats(size_t v_head_dim) { return (v_head_dim + 15) / 16 * 16 + 16; }
+
+/* Split r of a split pass: the partial state of query head row `row`;
+ * its m and l follow the accumulator (part_floats). */
 static float *part_slot(const at_job *j, size_t row, int32_t r)
 {
-    return j->part + (row * (size_t)j->splits + (size_t)r) * ((size_t)j->kv->v_head_dim + 2);
+    size_t rows = j->n_q * (size_t)j->n_heads;
+    return j->part + ((size_t)r * rows + row) * part_floats((size_t)j->kv->v_head_dim);
 }
 
 static void head_init(const at_job *j, size_t t, int32_t hq, int32_t split, at_head *h)
@@ -136,7 +150,7 @@ static void head_init(const at_job *j, size_t t, int32_t hq, int32_t split, at_h
     h->q = j->q + row * hd;
     h->m = -INFINITY;
     h->l = 0;
-    h->acc = j->splits > 1 ? part_slot(j, row, split) + 2 : j->out + row * vd;
+    h->acc = j->splits > 1 ? part_slot(j, row, split) : j->out + row * vd;
     for (size_t i = 0; i < vd; i++) h->acc[i] = 0;
     size_t ng = hd / KN_KV_GROUP;
     for (size_t g = 0; g < ng && g < MAX_KV_GROUPS; g++) {
@@ -189,8 +203,9 @@ static void attend_pass(const at_job *j, size_t t, int32_t k0, int32_t k1, int32
     }
     for (int32_t i = 0; i < nh; i++) {
         if (j->splits > 1) { /* the partial state; merged by merge_splits */
-            heads[i].acc[-2] = heads[i].m;
-            heads[i].acc[-1] = heads[i].l;
+            float *ml = heads[i].acc + part_floats((size_t)kv->v_head_dim) - 16;
+            ml[0] = heads[i].m;
+            ml[1] = heads[i].l;
             continue;
         }
         j->ops->scale(heads[i].acc, heads[i].l > 0 ? 1.0f / heads[i].l : 0.0f, (size_t)kv->v_head_dim);
@@ -217,20 +232,20 @@ static void attend_heads(const at_job *j, size_t t, int32_t k0, int32_t k1, int3
  * rescaled to the common max, summed in split order, normalized. */
 static void merge_splits(const at_job *j)
 {
-    size_t vd = (size_t)j->kv->v_head_dim;
+    size_t vd = (size_t)j->kv->v_head_dim, ml = part_floats(vd) - 16;
     for (size_t row = 0; row < j->n_q * (size_t)j->n_heads; row++) {
         float m = -INFINITY, l = 0, *out = j->out + row * vd;
         for (int32_t r = 0; r < j->splits; r++) {
-            const float *sl = part_slot(j, row, r);
+            const float *sl = part_slot(j, row, r) + ml;
             if (sl[1] > 0 && sl[0] > m) m = sl[0];
         }
         for (size_t i = 0; i < vd; i++) out[i] = 0;
         for (int32_t r = 0; r < j->splits; r++) {
-            const float *sl = part_slot(j, row, r);
+            const float *acc = part_slot(j, row, r), *sl = acc + ml;
             if (sl[1] <= 0) continue; /* no positions */
             float w = expf(sl[0] - m);
             l += w * sl[1];
-            for (size_t i = 0; i < vd; i++) out[i] += w * sl[2 + i];
+            for (size_t i = 0; i < vd; i++) out[i] += w * acc[i];
         }
         j->ops->scale(out, l > 0 ? 1.0f / l : 0.0f, vd);
     }
@@ -265,17 +280,18 @@ void kn_attention(kn_ctx *kc, const kn_kv_view *kv, const float *q, const int32_
     }
     int32_t group = n_heads / kv->n_kv_heads, kv_unit = 1, slices = 1, splits = 1;
     size_t nth = (size_t)tp_n_threads(kc->pool), want = 2 * nth;
-    float part[PART_FLOATS];
+    _Alignas(64) float part[PART_FLOATS];
     if (n_q < want) {
         /* decode: units of whole rows (every KV head) over position
          * ranges, one range per thread: a range's first chunk has no
          * prefetch ahead of it, so fewer, longer ranges stream better
          * (two per thread took 10-30% longer on a cold SmolLM2-shaped
-         * layer). Each range at least a chunk long (the shortest token's
-         * range), partials that fit; too short a context for two ranges
-         * uses the units per KV head below unless there is one thread. */
+         * layer; dealing four per thread, 20-40% longer). Each range at
+         * least a chunk long (the shortest token's range), partials that
+         * fit; too short a context for two ranges uses the units per KV
+         * head below unless there is one thread. */
         int32_t lo, end;
-        size_t shortest = SIZE_MAX, fit = PART_FLOATS / (n_q * (size_t)n_heads * ((size_t)kv->v_head_dim + 2));
+        size_t shortest = SIZE_MAX, fit = PART_FLOATS / (n_q * (size_t)n_heads * part_floats((size_t)kv->v_head_dim));
         for (size_t t = 0; t < n_q; t++) {
             token_range(q_pos, window, t, &lo, &end);
             shortest = (size_t)(end - lo) < shortest ? (size_t)(end - lo) : shortest;

@@ -89,6 +89,7 @@ struct model_run {
     float *up;            /* [T][intermediate] */
     float *logits;        /* [logit_rows][vocab] */
     int32_t *pos;         /* [T] position of each token */
+    float *rope;          /* [T][head_dim] each token's rope cos/sin (kn_rope_table), once per forward */
     /* DeepSeek-V2 only (NULL otherwise) */
     float *lat;           /* [T][kv_lora + qk_rope] the latent [c | k_pe] = the KV row */
     float *q_lat;         /* [T][n_heads][kv_lora + qk_rope] absorbed queries */

@@ -59,7 +59,8 @@ sem_status model_run_create(const model *m, size_t max_tokens, model_run **out, 
     r->up = sem_alloc_aligned(T * inter * sizeof(float));
     r->logits = sem_alloc_aligned(r->logit_rows * (size_t)s->vocab * sizeof(float));
     r->pos = sem_calloc(T, sizeof *r->pos);
-    bool ok = r->x && r->xb && r->q && r->k && r->v && r->att && r->gate && r->up && r->logits && r->pos;
+    r->rope = sem_alloc_aligned(T * (size_t)s->head_dim * sizeof(float));
+    bool ok = r->x && r->xb && r->q && r->k && r->v && r->att && r->gate && r->up && r->logits && r->pos && r->rope;
     if (ok && (s->kv_lora_rank > 0 || s->n_experts > 0)) ok = alloc_deepseek2(s, r);
     if (!ok) {
         model_run_destroy(r);
@@ -82,6 +83,7 @@ void model_run_destroy(model_run *r)
     sem_free_aligned(r->up);
     sem_free_aligned(r->logits);
     free(r->pos);
+    sem_free_aligned(r->rope);
     sem_free_aligned(r->lat);
     sem_free_aligned(r->latn);
     sem_free_aligned(r->q_lat);

@@ -201,7 +201,7 @@ static void bench_model(tp_pool *pool, const kn_ops *ops, double secs, bool pack
     }
     float *x = calloc(1536, 4), *y = calloc(49152, 4);
     kt_fill(&r, x, 1536, 1.0f);
-    double best_tok = 1e9, best_rd = 1e9;
+    double best_tok = 1e9, best_rd = 1e9, best_ops = 1e9;
     /* one thread: CPU time of this thread (robust to preemption on a
      * shared host); more: wall time */
     bool cpu = tp_n_threads(pool) == 1;
@@ -214,14 +214,20 @@ static void bench_model(tp_pool *pool, const kn_ops *ops, double secs, bool pack
         rd_job j = {.p = arena, .n = total & ~(size_t)127};
         tp_run(pool, read_part, &j);
         double t2 = now();
+        for (size_t i = 0; i < n_w; i++) { /* the same bytes, one pool pass per matrix */
+            rd_job ji = {.p = arena + off[i], .n = (i + 1 < n_w ? off[i + 1] - off[i] : total - off[i]) & ~(size_t)127};
+            tp_run(pool, read_part, &ji);
+        }
+        double t3 = now();
         best_tok = t1 - t0 < best_tok ? t1 - t0 : best_tok;
         best_rd = t2 - t1 < best_rd ? t2 - t1 : best_rd;
+        best_ops = t3 - t2 < best_ops ? t3 - t2 : best_ops;
         if (clk_now_s() - start > secs) break;
     }
     printf("model q4 g64 SmolLM2-135M shape, %s%s, %d thr (%s): %.1f MB/token, matmuls %.2f ms/token "
-           "(%.2f GB/s, %.0f tok/s), plain read %.2f ms (%.2f GB/s): %.0f%% of roofline\n",
+           "(%.2f GB/s, %.0f tok/s), plain read %.2f ms (%.2f GB/s; per matrix %.2f ms): %.0f%% of roofline\n",
            ops->isa, pack ? " packed" : "", tp_n_threads(pool), cpu ? "thread cpu time" : "wall", (double)total / 1e6, best_tok * 1e3, (double)total / best_tok / 1e9,
-           1.0 / best_tok, best_rd * 1e3, (double)total / best_rd / 1e9, 100 * best_rd / best_tok);
+           1.0 / best_tok, best_rd * 1e3, (double)total / best_rd / 1e9, best_ops * 1e3, 100 * best_rd / best_tok);
     kn_ctx_destroy(kc);
     free(x);
     free(y);

@@ -103,12 +103,9 @@ static void attention_block(const model *m, kn_ctx *kc, model_run *r, const mode
     add_bias_rows(r->q, L->bq, T, q_dim);
     add_bias_rows(r->k, L->bk, T, kv_dim);
     add_bias_rows(r->v, L->bv, T, v_dim);
-    _Static_assert(MODEL_MAX_HEAD_DIM <= KN_ROPE_MAX_DIM, "a head's rope table fits the stack array");
-    for (size_t t = 0; t < T; t++) { /* q and k rotate by the same angles: cos/sin once */
-        float cs[KN_ROPE_MAX_DIM];
-        kn_rope_table(cs, r->pos[t], m->rope_inv_freq, hd, 1.0f);
-        kn_rope_apply(r->q + t * q_dim, (size_t)s->n_heads, hd, hd, cs);
-        kn_rope_apply(r->k + t * kv_dim, (size_t)s->n_kv_heads, hd, hd, cs);
+    for (size_t t = 0; t < T; t++) {
+        kn_rope_apply(r->q + t * q_dim, (size_t)s->n_heads, hd, hd, r->rope + t * hd);
+        kn_rope_apply(r->k + t * kv_dim, (size_t)s->n_kv_heads, hd, hd, r->rope + t * hd);
     }
 
     size_t t0 = 0;
@@ -183,6 +180,8 @@ void model_llama_forward(const model *m, kn_ctx *kc, model_run *r, model_seq *se
             int32_t tok = seqs[i].tokens[t];
             SEM_ASSERT(tok >= 0 && tok < s->vocab);
             r->pos[T] = seqs[i].pos0 + (int32_t)t;
+            /* q and k of every layer rotate by these angles: cos/sin once */
+            kn_rope_table(r->rope + T * (size_t)s->head_dim, r->pos[T], m->rope_inv_freq, (size_t)s->head_dim, 1.0f);
             kn_weight_row(&m->embed, (size_t)tok, r->x + T * hidden);
             T++;
         }
