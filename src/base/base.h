@@ -110,10 +110,6 @@ void *sem_calloc(size_t n, size_t size);
 /* 64-byte aligned, zeroed; free with sem_free_aligned. NULL on failure. */
 void *sem_alloc_aligned(size_t bytes);
 void sem_free_aligned(void *p);
-/* Asks for transparent huge pages on the whole 2 MiB pages inside
- * [p, p + bytes) (large arenas streamed every step: fewer TLB misses,
- * which cost most under nested paging). Advice only; no-op if too small. */
-void sem_advise_huge(void *p, size_t bytes);
 char *sem_strdup(const char *s); /* NULL-safe */
 
 /* ===================================================================== */

@@ -8,7 +8,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 static const char *const status_names[] = {
 #define SEM_X_NAME(name, text) #name,
@@ -99,17 +98,6 @@ void *sem_alloc_aligned(size_t bytes)
 void sem_free_aligned(void *p)
 {
     if (p) free(((void **)p)[-1]);
-}
-
-void sem_advise_huge(void *p, size_t bytes)
-{
-#ifdef MADV_HUGEPAGE
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), b = ((uintptr_t)p + bytes) & ~(huge - 1);
-    if (b > a) madvise((void *)a, b - a, MADV_HUGEPAGE);
-#else
-    (void)p, (void)bytes;
-#endif
 }
 
 char *sem_strdup(const char *s)

@@ -101,7 +101,6 @@ static sem_status create_ring(kv_pool *pool, size_t budget, sem_err *err)
     pool->n_units = (int32_t)n;
     pool->n_blocks = (int32_t)n;
     pool->arena = sem_alloc_aligned(n * pool->layer_stride);
-    if (pool->arena) sem_advise_huge(pool->arena, n * pool->layer_stride);
     pool->units = sem_calloc(n * (size_t)pool->geo.n_layers, sizeof *pool->units);
     pool->unit_refs = sem_calloc(n, sizeof *pool->unit_refs);
     pool->free_units = sem_calloc(n, sizeof *pool->free_units);
@@ -135,7 +134,6 @@ sem_status kv_pool_create(const kv_geometry *g, const kv_pool_params *p, kv_pool
         if (n == 0) st = sem_errf(err, SEM_EINVAL, "kv pool: budget of %zu bytes holds no %zu-byte block", p->budget_bytes, bb);
         else if (!(pool->arena = sem_alloc_aligned(n * bb)))
             st = sem_errf(err, SEM_ENOMEM, "kv pool: cannot allocate %zu blocks of %zu bytes", n, bb);
-        else sem_advise_huge(pool->arena, n * bb);
     }
     if (!st) {
         pool->refcount = sem_calloc((size_t)pool->n_blocks, sizeof *pool->refcount);

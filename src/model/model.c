@@ -415,7 +415,9 @@ sem_status model_pack_for(model *m, kn_ctx *kc, sem_err *err)
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return sem_errf(err, SEM_ENOMEM, "%s: cannot map %zu bytes for the packed Q4/Q8 weights", m->dir, bytes);
-    sem_advise_huge(p, bytes);
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE); /* fewer TLB misses while streaming; advice only */
+#endif
     pw = (pack_walk){.kc = kc, .base = p};
     each_matrix(m, pack_one, &pw);
     m->packed = p;
