@@ -39,7 +39,7 @@ void kn_rope_apply(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, co
 {
     SEM_DASSERT(rot_dim <= head_dim && rot_dim % 2 == 0);
     size_t half = rot_dim / 2;
-    for (size_t h = 0; h < n_heads; h++) { /* contiguous in i: the compiler vectorizes it */
+    for (size_t h = 0; h < n_heads; h++) { /* each head's two halves read in order */
         float *xh = x + h * head_dim;
         for (size_t i = 0; i < half; i++) {
             float c = cs[i], s = cs[half + i], x0 = xh[i], x1 = xh[i + half];
