@@ -112,10 +112,11 @@ static void attend_chunk(const at_job *j, at_head *heads, int32_t nh, int32_t kv
     kn_kv_accum_g_fn accum_g = ops->kv_accum_g[kv->dtype];
     for (int32_t i = 0, m; i < nh; i += m) {
         m = scores_g ? (nh - i < KN_GQA_MAX ? nh - i : KN_GQA_MAX) : 1;
-        const float *q[KN_GQA_MAX], *p[KN_GQA_MAX];
+        const float *q[KN_GQA_MAX], *qg[KN_GQA_MAX], *p[KN_GQA_MAX];
         float *o[KN_GQA_MAX], *acc[KN_GQA_MAX];
-        for (int32_t k = 0; k < m; k++) q[k] = heads[i + k].q, p[k] = o[k] = sc[k], acc[k] = heads[i + k].acc;
-        if (scores_g) scores_g(q, m, j->scale, krows, kstride, n, hd, i ? NULL : knext, o);
+        for (int32_t k = 0; k < m; k++)
+            q[k] = heads[i + k].q, qg[k] = heads[i + k].qgsum, p[k] = o[k] = sc[k], acc[k] = heads[i + k].acc;
+        if (scores_g) scores_g(q, qg, m, j->scale, krows, kstride, n, hd, i ? NULL : knext, o);
         else ops->kv_scores[kv->dtype](q[0], heads[i].qgsum, j->scale, krows, kstride, n, hd, o[0]);
         for (int32_t k = 0; k < m; k++) {
             if (j->softcap > 0)

@@ -76,13 +76,14 @@ typedef void (*kn_kv_scores_fn)(const float *q, const float *qgsum, float scale,
                                 float *out);
 /* The scores of g (1 to KN_GQA_MAX) query heads sharing a KV head (GQA)
  * over the same rows, each row read and converted once: out[h] as a
- * kn_kv_scores_fn call with q[h] gives it, bit for bit. Float formats.
- * With next != NULL the rows next + i * stride (i < n) are prefetched
- * along the way (the next chunk's). */
+ * kn_kv_scores_fn call with q[h] and qgsum[h] gives it, bit for bit
+ * (qgsum: the affine formats; NULL for the float ones). With next !=
+ * NULL the rows next + i * stride (i < n) are prefetched along the way
+ * (the next chunk's). */
 #define KN_GQA_MAX 4
-typedef void (*kn_kv_scores_g_fn)(const float *const *q, int g, float scale, const uint8_t *rows,
-                                  size_t stride, size_t n, size_t dim, const uint8_t *next,
-                                  float *const *out);
+typedef void (*kn_kv_scores_g_fn)(const float *const *q, const float *const *qgsum, int g, float scale,
+                                  const uint8_t *rows, size_t stride, size_t n, size_t dim,
+                                  const uint8_t *next, float *const *out);
 /* acc[c] += sum_i p[i] * row_i[c] for c < dim, i < n. */
 typedef void (*kn_kv_accum_fn)(float *acc, const float *p, const uint8_t *rows, size_t stride,
                                size_t n, size_t dim);
@@ -205,7 +206,7 @@ static inline size_t kn_kv_data_bytes(kn_kv_dtype t, size_t dim)
     void pfx##_scale(float *acc, float s, size_t n)
 
 #define KN_KV_DECL_GQA(pfx, fmt)                                                              \
-    void pfx##_kv_scores_g_##fmt(const float *const *q, int g, float scale,                   \
+    void pfx##_kv_scores_g_##fmt(const float *const *q, const float *const *qgsum, int g, float scale, \
                                  const uint8_t *rows, size_t stride, size_t n, size_t dim,    \
                                  const uint8_t *next, float *const *out);                     \
     void pfx##_kv_accum_g_##fmt(float *const *acc, const float *const *p, int g,              \
@@ -264,6 +265,8 @@ size_t kn_avx2_f32_to_f16_8s(const float *x, void *out, size_t n);
 KN_KV_DECL_GQA(kn_avx2, f32);
 KN_KV_DECL_GQA(kn_avx2, f16);
 KN_KV_DECL_GQA(kn_avx2, bf16);
+KN_KV_DECL_GQA(kn_avx2, q8);
+KN_KV_DECL_GQA(kn_avx2, q4);
 
 /* AVX-512 kernels (x86 files named _avx512.c; call only when the CPU has
  * AVX512F/BW/VL and VNNI). */

@@ -334,7 +334,9 @@ static void test_attention_simd(void **state)
 
 /* kv_scores_g and kv_accum_g give each of g heads bit for bit what
  * kv_scores and kv_accum give it alone: g = 1..KN_GQA_MAX, 4-row groups,
- * odd row counts and remainders, head dims off the 8- and 32-lane grids. */
+ * odd row counts and remainders, head dims off the 8- and 32-lane grids
+ * (the affine formats: whole 64-element groups, random bytes with f16
+ * scales and biases, and each head's qgsum). */
 static void test_gqa_group(void **state)
 {
     (void)state;
@@ -342,8 +344,8 @@ static void test_gqa_group(void **state)
     int nv = kt_simd_variants(v);
     if (nv == 0) skip();
     kt_rng r = {7};
-    enum { G = KN_GQA_MAX, D = 72, N = 64 };
-    static const size_t dims[] = {8, 64, 72, 7, 40}, ns[] = {1, 3, 4, 9, 64};
+    enum { G = KN_GQA_MAX, D = 128, N = 64 };
+    static const size_t dims[] = {8, 64, 72, 7, 40}, adims[] = {64, 128, 64, 128, 64}, ns[] = {1, 3, 4, 9, 64};
     int checked = 0;
     for (int i = 0; i < nv; i++)
         for (int d = KN_KV_F16; d <= KN_KV_F32; d++) {
@@ -354,32 +356,43 @@ static void test_gqa_group(void **state)
             for (size_t di = 0; di < 5; di++)
                 for (size_t ni = 0; ni < 5; ni++)
                     for (int g = 1; g <= G; g++) {
-                        size_t dim = dims[di], n = ns[ni], rb = kn_kv_row_bytes((kn_kv_dtype)d, dim);
-                        float q[G][D], k[D], a[G][N], b[G][N], p[G][N], acc[G][D], ref[G][D];
+                        bool affine = d == KN_KV_Q8 || d == KN_KV_Q4;
+                        size_t dim = affine ? adims[di] : dims[di], n = ns[ni];
+                        size_t rb = kn_kv_row_bytes((kn_kv_dtype)d, dim), ng = dim / KN_KV_GROUP;
+                        float q[G][D], qg[G][D / KN_KV_GROUP], k[D], a[G][N], b[G][N], p[G][N], acc[G][D], ref[G][D];
                         uint8_t *rows = calloc(n, rb + 8);
                         for (size_t s = 0; s < n; s++) {
                             kt_fill(&r, k, dim, 1.0f);
                             uint8_t *row = rows + s * (rb + 8);
-                            for (size_t c = 0; c < dim; c++) {
+                            for (size_t c = 0; c < dim && affine; c++) row[c / (d == KN_KV_Q4 ? 2 : 1)] ^= (uint8_t)(k[c] * 1e4f);
+                            for (size_t g2 = 0; g2 < 2 * ng && affine; g2++) { /* scale, then bias, per group */
+                                uint16_t h = kn_f32_to_f16(g2 < ng ? 0.01f + 0.1f * fabsf(k[g2]) : k[g2]);
+                                memcpy(row + rb - 4 * ng + 2 * g2, &h, 2);
+                            }
+                            for (size_t c = 0; c < dim && !affine; c++) {
                                 uint16_t h = d == KN_KV_F16 ? kn_f32_to_f16(k[c]) : kn_f32_to_bf16(k[c]);
                                 if (d == KN_KV_F32) memcpy(row + 4 * c, &k[c], 4);
                                 else memcpy(row + 2 * c, &h, 2);
                             }
                         }
-                        const float *qs[G], *ps[G];
+                        const float *qs[G], *qgs[G], *ps[G];
                         float *os[G], *accs[G];
                         for (int h = 0; h < g; h++) {
                             kt_fill(&r, q[h], dim, 1.0f);
                             kt_fill(&r, p[h], n, 1.0f);
                             kt_fill(&r, acc[h], dim, 1.0f);
+                            for (size_t gi = 0; gi < ng; gi++) {
+                                qg[h][gi] = 0;
+                                for (size_t c = 0; c < KN_KV_GROUP; c++) qg[h][gi] += q[h][gi * KN_KV_GROUP + c];
+                            }
                             memcpy(ref[h], acc[h], sizeof acc[h]);
-                            qs[h] = q[h], ps[h] = p[h], os[h] = a[h], accs[h] = acc[h];
+                            qs[h] = q[h], qgs[h] = qg[h], ps[h] = p[h], os[h] = a[h], accs[h] = acc[h];
                         }
                         /* prefetching (here the rows themselves) changes nothing */
-                        sg(qs, g, 0.3f, rows, rb + 8, n, dim, g % 2 ? rows : NULL, os);
+                        sg(qs, affine ? qgs : NULL, g, 0.3f, rows, rb + 8, n, dim, g % 2 ? rows : NULL, os);
                         ag(accs, ps, g, rows, rb + 8, n, dim, g % 2 ? NULL : rows);
                         for (int h = 0; h < g; h++) {
-                            v[i].ops->kv_scores[d](q[h], NULL, 0.3f, rows, rb + 8, n, dim, b[h]);
+                            v[i].ops->kv_scores[d](q[h], affine ? qg[h] : NULL, 0.3f, rows, rb + 8, n, dim, b[h]);
                             v[i].ops->kv_accum[d](ref[h], p[h], rows, rb + 8, n, dim);
                             assert_memory_equal(a[h], b[h], n * sizeof(float));
                             assert_memory_equal(acc[h], ref[h], dim * sizeof(float));

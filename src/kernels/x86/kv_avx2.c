@@ -2,7 +2,7 @@
  * stored KV rows at a time: scores (scale * q . k, four rows per pass with
  * one horizontal reduction for all four), the weighted sum of V rows (the
  * accumulator slice stays in registers across the chunk), a vector exp,
- * and the rescale. The float formats also have GQA variants for up to
+ * and the rescale. Every format also has GQA variants for up to
  * KN_GQA_MAX query heads sharing a KV head: each row is read and
  * converted once for all of them, with results bit for bit those of one
  * head at a time, and they prefetch the next chunk's rows as they go.
@@ -235,10 +235,11 @@ KN_INLINE void accum_g(kn_kv_dtype t, float *const *acc, const float *const *p, 
     {                                                                                          \
         accum_gx(T, &acc, &p, 1, rows, stride, n, dim, NULL);                                  \
     }                                                                                          \
-    void kn_avx2_kv_scores_g_##name(const float *const *q, int g, float scale,                \
-                                    const uint8_t *rows, size_t stride, size_t n, size_t dim, \
-                                    const uint8_t *next, float *const *out)                   \
+    void kn_avx2_kv_scores_g_##name(const float *const *q, const float *const *qgsum, int g,  \
+                                    float scale, const uint8_t *rows, size_t stride, size_t n, \
+                                    size_t dim, const uint8_t *next, float *const *out)       \
     {                                                                                          \
+        (void)qgsum;                                                                           \
         scores_g(T, q, g, scale, rows, stride, n, dim, next, out);                             \
     }                                                                                          \
     void kn_avx2_kv_accum_g_##name(float *const *acc, const float *const *p, int g,            \
@@ -269,42 +270,74 @@ KN_INLINE void ld_q16(bool q4, const uint8_t *row, size_t c, __m256 *f0, __m256 
     *f1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(nat, 8)));
 }
 
-KN_INLINE float dot_affine(bool q4, const float *q, const float *qgsum, const uint8_t *row,
-                           size_t dim)
+/* Scores of G query heads over affine rows: each 16 values of a row are
+ * widened once for all heads; per head the operations and their order
+ * are the same whatever G (one accumulator pair per group, the group's
+ * scale, the bias term b * sum(q_g) added after the reduction), so
+ * grouped and single-head calls agree bit for bit. */
+KN_INLINE void scores_affine(bool q4, const float *const *q, const float *const *qgsum, const int G,
+                             float scale, const uint8_t *rows, size_t stride, size_t n, size_t dim,
+                             const uint8_t *next, float *const *o)
 {
-    size_t ng = dim / KN_KV_GROUP;
-    const uint8_t *sb = row + (q4 ? dim / 2 : dim);
-    __m256 acc = _mm256_setzero_ps();
-    float bias = 0;
-    for (size_t g = 0; g < ng; g++) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        for (size_t c = g * KN_KV_GROUP; c < (g + 1) * KN_KV_GROUP; c += 16) {
-            __m256 f0, f1;
-            ld_q16(q4, row, c, &f0, &f1);
-            a0 = _mm256_fmadd_ps(f0, _mm256_loadu_ps(q + c), a0);
-            a1 = _mm256_fmadd_ps(f1, _mm256_loadu_ps(q + c + 8), a1);
+    size_t ng = dim / KN_KV_GROUP, sbo = q4 ? dim / 2 : dim;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *row = rows + i * stride, *sb = row + sbo;
+        if (next) prefetch_rows(next + i * stride, stride, 1, sbo + 4 * ng);
+        __m256 acc[KN_GQA_MAX];
+        float bias[KN_GQA_MAX];
+#pragma GCC unroll 4
+        for (int h = 0; h < G; h++) acc[h] = _mm256_setzero_ps(), bias[h] = 0;
+        for (size_t g = 0; g < ng; g++) {
+            __m256 a0[KN_GQA_MAX], a1[KN_GQA_MAX];
+#pragma GCC unroll 4
+            for (int h = 0; h < G; h++) a0[h] = a1[h] = _mm256_setzero_ps();
+            for (size_t c = g * KN_KV_GROUP; c < (g + 1) * KN_KV_GROUP; c += 16) {
+                __m256 f0, f1;
+                ld_q16(q4, row, c, &f0, &f1);
+#pragma GCC unroll 4
+                for (int h = 0; h < G; h++) {
+                    a0[h] = _mm256_fmadd_ps(f0, _mm256_loadu_ps(q[h] + c), a0[h]);
+                    a1[h] = _mm256_fmadd_ps(f1, _mm256_loadu_ps(q[h] + c + 8), a1[h]);
+                }
+            }
+            float s = kn_f16_to_f32(kn_ld_u16(sb, g)), b = kn_f16_to_f32(kn_ld_u16(sb, ng + g));
+#pragma GCC unroll 4
+            for (int h = 0; h < G; h++) {
+                acc[h] = _mm256_fmadd_ps(_mm256_add_ps(a0[h], a1[h]), _mm256_set1_ps(s), acc[h]);
+                bias[h] += b * qgsum[h][g];
+            }
         }
-        float s = kn_f16_to_f32(kn_ld_u16(sb, g)), b = kn_f16_to_f32(kn_ld_u16(sb, ng + g));
-        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(s), acc);
-        bias += b * qgsum[g];
+#pragma GCC unroll 4
+        for (int h = 0; h < G; h++) o[h][i] = (kn_hsum256(acc[h]) + bias[h]) * scale;
     }
-    return kn_hsum256(acc) + bias;
 }
 
-KN_INLINE void axpy_affine(bool q4, float *acc, float p, const uint8_t *row, size_t dim)
+/* acc[h] += sum_i p[h][i] * row_i for G heads over affine rows, each 16
+ * values widened once for all heads; per head and element, acc = (acc +
+ * p b) + q (p s) row by row, whatever G. */
+KN_INLINE void accum_affine(bool q4, float *const *acc, const float *const *p, const int G,
+                            const uint8_t *rows, size_t stride, size_t n, size_t dim, const uint8_t *next)
 {
-    size_t ng = dim / KN_KV_GROUP;
-    const uint8_t *sb = row + (q4 ? dim / 2 : dim);
-    for (size_t g = 0; g < ng; g++) {
-        float s = kn_f16_to_f32(kn_ld_u16(sb, g)), b = kn_f16_to_f32(kn_ld_u16(sb, ng + g));
-        __m256 ps = _mm256_set1_ps(p * s), pb = _mm256_set1_ps(p * b);
-        for (size_t c = g * KN_KV_GROUP; c < (g + 1) * KN_KV_GROUP; c += 16) {
-            __m256 f0, f1;
-            ld_q16(q4, row, c, &f0, &f1);
-            __m256 a0 = _mm256_add_ps(_mm256_loadu_ps(acc + c), pb);
-            __m256 a1 = _mm256_add_ps(_mm256_loadu_ps(acc + c + 8), pb);
-            _mm256_storeu_ps(acc + c, _mm256_fmadd_ps(f0, ps, a0));
-            _mm256_storeu_ps(acc + c + 8, _mm256_fmadd_ps(f1, ps, a1));
+    size_t ng = dim / KN_KV_GROUP, sbo = q4 ? dim / 2 : dim;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *row = rows + i * stride, *sb = row + sbo;
+        if (next) prefetch_rows(next + i * stride, stride, 1, sbo + 4 * ng);
+        for (size_t g = 0; g < ng; g++) {
+            float s = kn_f16_to_f32(kn_ld_u16(sb, g)), b = kn_f16_to_f32(kn_ld_u16(sb, ng + g));
+            __m256 ps[KN_GQA_MAX], pb[KN_GQA_MAX];
+#pragma GCC unroll 4
+            for (int h = 0; h < G; h++) ps[h] = _mm256_set1_ps(p[h][i] * s), pb[h] = _mm256_set1_ps(p[h][i] * b);
+            for (size_t c = g * KN_KV_GROUP; c < (g + 1) * KN_KV_GROUP; c += 16) {
+                __m256 f0, f1;
+                ld_q16(q4, row, c, &f0, &f1);
+#pragma GCC unroll 4
+                for (int h = 0; h < G; h++) {
+                    __m256 a0 = _mm256_add_ps(_mm256_loadu_ps(acc[h] + c), pb[h]);
+                    __m256 a1 = _mm256_add_ps(_mm256_loadu_ps(acc[h] + c + 8), pb[h]);
+                    _mm256_storeu_ps(acc[h] + c, _mm256_fmadd_ps(f0, ps[h], a0));
+                    _mm256_storeu_ps(acc[h] + c + 8, _mm256_fmadd_ps(f1, ps[h], a1));
+                }
+            }
         }
     }
 }
@@ -314,12 +347,34 @@ KN_INLINE void axpy_affine(bool q4, float *acc, float p, const uint8_t *row, siz
                                   const uint8_t *rows, size_t stride, size_t n, size_t dim,    \
                                   float *out)                                                  \
     {                                                                                          \
-        for (size_t i = 0; i < n; i++) out[i] = dot_affine(Q4, q, qgsum, rows + i * stride, dim) * scale; \
+        scores_affine(Q4, &q, &qgsum, 1, scale, rows, stride, n, dim, NULL, &out);             \
     }                                                                                          \
     void kn_avx2_kv_accum_##name(float *acc, const float *p, const uint8_t *rows,              \
                                  size_t stride, size_t n, size_t dim)                          \
     {                                                                                          \
-        for (size_t i = 0; i < n; i++) axpy_affine(Q4, acc, p[i], rows + i * stride, dim);     \
+        accum_affine(Q4, &acc, &p, 1, rows, stride, n, dim, NULL);                             \
+    }                                                                                          \
+    void kn_avx2_kv_scores_g_##name(const float *const *q, const float *const *qgsum, int g,  \
+                                    float scale, const uint8_t *rows, size_t stride, size_t n, \
+                                    size_t dim, const uint8_t *next, float *const *out)       \
+    {                                                                                          \
+        switch (g) {                                                                           \
+        case 1: scores_affine(Q4, q, qgsum, 1, scale, rows, stride, n, dim, next, out); break; \
+        case 2: scores_affine(Q4, q, qgsum, 2, scale, rows, stride, n, dim, next, out); break; \
+        case 3: scores_affine(Q4, q, qgsum, 3, scale, rows, stride, n, dim, next, out); break; \
+        default: scores_affine(Q4, q, qgsum, 4, scale, rows, stride, n, dim, next, out); break; \
+        }                                                                                      \
+    }                                                                                          \
+    void kn_avx2_kv_accum_g_##name(float *const *acc, const float *const *p, int g,            \
+                                   const uint8_t *rows, size_t stride, size_t n, size_t dim,   \
+                                   const uint8_t *next)                                        \
+    {                                                                                          \
+        switch (g) {                                                                           \
+        case 1: accum_affine(Q4, acc, p, 1, rows, stride, n, dim, next); break;                \
+        case 2: accum_affine(Q4, acc, p, 2, rows, stride, n, dim, next); break;                \
+        case 3: accum_affine(Q4, acc, p, 3, rows, stride, n, dim, next); break;                \
+        default: accum_affine(Q4, acc, p, 4, rows, stride, n, dim, next); break;               \
+        }                                                                                      \
     }
 
 KV_AFFINE_FMT(q8, false)

@@ -134,12 +134,12 @@ KN_INLINE void accum_gx(bool bf16, float *const *acc, const float *const *p, con
         }                                                                                          \
         accum_gx(BF, &acc, &p, 1, rows, stride, n, dim, NULL);                                     \
     }                                                                                              \
-    void kn_avx512_kv_scores_g_##name(const float *const *q, int g, float scale,                   \
-                                      const uint8_t *rows, size_t stride, size_t n, size_t dim,    \
-                                      const uint8_t *next, float *const *out)                      \
+    void kn_avx512_kv_scores_g_##name(const float *const *q, const float *const *qgsum, int g,     \
+                                      float scale, const uint8_t *rows, size_t stride, size_t n,   \
+                                      size_t dim, const uint8_t *next, float *const *out)          \
     {                                                                                              \
         if (dim % 16) {                                                                            \
-            kn_avx2_kv_scores_g_##name(q, g, scale, rows, stride, n, dim, next, out);              \
+            kn_avx2_kv_scores_g_##name(q, qgsum, g, scale, rows, stride, n, dim, next, out);       \
             return;                                                                                \
         }                                                                                          \
         switch (g) {                                                                               \

@@ -49,9 +49,11 @@
                  [KN_KV_Q4] = kn_avx2_kv_accum_q4},                                            \
     .kv_scores_g = {[KN_KV_F32] = kn_avx2_kv_scores_g_f32,                                     \
                     [KN_KV_F16] = P16##_kv_scores_g_f16,                                       \
-                    [KN_KV_BF16] = P16##_kv_scores_g_bf16},                                    \
+                    [KN_KV_BF16] = P16##_kv_scores_g_bf16, [KN_KV_Q8] = kn_avx2_kv_scores_g_q8, \
+                    [KN_KV_Q4] = kn_avx2_kv_scores_g_q4},                                      \
     .kv_accum_g = {[KN_KV_F32] = kn_avx2_kv_accum_g_f32, [KN_KV_F16] = P16##_kv_accum_g_f16,   \
-                   [KN_KV_BF16] = P16##_kv_accum_g_bf16},                                      \
+                   [KN_KV_BF16] = P16##_kv_accum_g_bf16, [KN_KV_Q8] = kn_avx2_kv_accum_g_q8,   \
+                   [KN_KV_Q4] = kn_avx2_kv_accum_g_q4},                                        \
     .exp_sum = kn_avx2_exp_sum, .scale = kn_avx2_scale, .silu_mul = kn_avx2_silu_mul
 
 #define X86_I16                                                                                \
