@@ -364,7 +364,7 @@ static void test_gqa_group(void **state)
                         for (size_t s = 0; s < n; s++) {
                             kt_fill(&r, k, dim, 1.0f);
                             uint8_t *row = rows + s * (rb + 8);
-                            for (size_t c = 0; c < dim && affine; c++) row[c / (d == KN_KV_Q4 ? 2 : 1)] ^= (uint8_t)(k[c] * 1e4f);
+                            for (size_t c = 0; c < kn_kv_data_bytes((kn_kv_dtype)d, dim) && affine; c++) row[c] = (uint8_t)kt_next(&r);
                             for (size_t g2 = 0; g2 < 2 * ng && affine; g2++) { /* scale, then bias, per group */
                                 uint16_t h = kn_f32_to_f16(g2 < ng ? 0.01f + 0.1f * fabsf(k[g2]) : k[g2]);
                                 memcpy(row + rb - 4 * ng + 2 * g2, &h, 2);
